@@ -1,0 +1,1 @@
+"""The implementation of ``cqrs``. Nothing here is public API: import from ``cqrs`` instead."""

@@ -1,0 +1,350 @@
+"""The one builder behind every 4.x ``bootstrap*`` and ``setup_*`` function.
+
+Each public function validates its arguments, then calls :func:`build_emitter`,
+:func:`build_middlewares` and :func:`build_request_map` and constructs a mediator. Every
+problem is reported before the mediator exists, with the argument's name and the fix.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from cqrs._internal.brokers.devnull import DevnullMessageBroker
+from cqrs._internal.brokers.protocol import MessageBroker
+from cqrs._internal.di.scope import ScopeStrategy
+from cqrs._internal.errors import ConfigurationError
+from cqrs._internal.events.emitter import ErrorHook, EventEmitter, FailurePolicy
+from cqrs._internal.events.fanout import EventPublisher
+from cqrs._internal.mediators import EventMediator, RequestMediator, StreamingRequestMediator
+from cqrs._internal.pipeline.logging import LoggingMiddleware
+from cqrs._internal.pipeline.middleware import Middleware, MiddlewareChain
+from cqrs._internal.registry import EventMap, RequestMap
+from cqrs._internal.serialization.json import EventSerializer
+from cqrs._internal.streaming import StreamEvents
+
+__all__ = [
+    "adapt_container",
+    "bootstrap",
+    "bootstrap_events",
+    "bootstrap_streaming",
+    "build_emitter",
+    "build_middlewares",
+    "build_request_map",
+    "run_on_startup",
+    "setup_event_emitter",
+    "setup_event_mediator",
+    "setup_mediator",
+    "setup_streaming_mediator",
+]
+
+Mapper = Callable[[Any], None]
+
+
+def adapt_container(di_container: Any) -> Any:
+    """Wrap a raw ``di.Container`` in :class:`DIContainer`; check anything else is a container.
+
+    Raises ``ConfigurationError`` for an object without ``async resolve(type)``.
+    """
+    di_module = sys.modules.get("di")
+    if di_module is not None and isinstance(di_container, di_module.Container):
+        from cqrs._internal.di.di_adapter import DIContainer
+
+        adapted = DIContainer()
+        adapted.attach_external_container(di_container)
+        return adapted
+    if not callable(getattr(di_container, "resolve", None)):
+        raise ConfigurationError(
+            f"di_container must be a di.Container or an object with 'async def resolve(type)' "
+            f"(a cqrs Container), got {type(di_container).__qualname__}."
+        )
+    return di_container
+
+
+def run_on_startup(on_startup: Iterable[Callable[[], object]] | None) -> None:
+    """Call every ``on_startup`` hook, in order, with no arguments (4.x: before building)."""
+    for hook in on_startup or ():
+        if not callable(hook):
+            raise ConfigurationError(f"on_startup items must be callables, got {hook!r}.")
+        hook()
+
+
+def _check_mapper(name: str, mapper: object) -> None:
+    if mapper is not None and not callable(mapper):
+        raise ConfigurationError(
+            f"{name} must be a function that takes the map and binds handlers, got {mapper!r}."
+        )
+
+
+def _check_broker(message_broker: object) -> None:
+    if not callable(getattr(message_broker, "send_message", None)):
+        raise ConfigurationError(
+            "message_broker must have 'async def send_message(message)' (a cqrs "
+            f"MessageBroker), got {type(message_broker).__qualname__}."
+        )
+
+
+def build_request_map(*mappers: Mapper | None) -> RequestMap:
+    """A RequestMap filled by each mapper in turn (commands, then queries)."""
+    request_map = RequestMap()
+    for mapper in mappers:
+        if mapper is not None:
+            mapper(request_map)
+    return request_map
+
+
+def build_middlewares(middlewares: Iterable[Middleware] | None) -> MiddlewareChain:
+    """The chain in the given order, with a LoggingMiddleware appended unless one is there."""
+    items = list(middlewares or ())
+    if not any(isinstance(m, LoggingMiddleware) for m in items):
+        items.append(LoggingMiddleware())
+    chain = MiddlewareChain()
+    chain.set(items)
+    return chain
+
+
+def build_emitter(
+    container: Any,
+    domain_events_mapper: Mapper | None,
+    message_broker: MessageBroker | None,
+    scope_strategy: ScopeStrategy,
+    serializer: EventSerializer | None,
+    failure_policy: FailurePolicy = "log",
+    on_error: ErrorHook | None = None,
+) -> EventEmitter:
+    """An EventEmitter over an EventMap filled by ``domain_events_mapper``."""
+    _check_mapper("domain_events_mapper", domain_events_mapper)
+    if message_broker is not None:
+        _check_broker(message_broker)
+    event_map = EventMap()
+    if domain_events_mapper is not None:
+        domain_events_mapper(event_map)
+    return EventEmitter(
+        event_map,
+        container,
+        message_broker,
+        scope_strategy,
+        serializer=serializer,
+        failure_policy=failure_policy,
+        on_error=on_error,
+    )
+
+
+def setup_event_emitter(
+    container: Any,
+    domain_events_mapper: Mapper | None = None,
+    message_broker: MessageBroker | None = None,
+    scope_strategy: ScopeStrategy = ScopeStrategy.NONE,
+    *,
+    serializer: EventSerializer | None = None,
+    event_failure_policy: FailurePolicy = "log",
+    on_event_error: ErrorHook | None = None,
+) -> EventEmitter:
+    """Build the EventEmitter of a mediator (4.x ``setup_event_emitter``)."""
+    return build_emitter(
+        container,
+        domain_events_mapper,
+        message_broker,
+        ScopeStrategy(scope_strategy),
+        serializer,
+        event_failure_policy,
+        on_event_error,
+    )
+
+
+def setup_mediator(
+    event_emitter: EventEmitter,
+    container: Any,
+    middlewares: Iterable[Middleware],
+    commands_mapper: Mapper | None = None,
+    queries_mapper: Mapper | None = None,
+    event_map: EventMap | None = None,
+    max_concurrent_event_handlers: int = 1,
+    concurrent_event_handle_enable: bool | None = None,
+    scope_strategy: ScopeStrategy = ScopeStrategy.NONE,
+    *,
+    event_publisher: EventPublisher | None = None,
+) -> RequestMediator:
+    """Build a RequestMediator from an emitter, a container and mappers (4.x API)."""
+    _check_mapper("commands_mapper", commands_mapper)
+    _check_mapper("queries_mapper", queries_mapper)
+    return RequestMediator(
+        build_request_map(commands_mapper, queries_mapper),
+        container,
+        event_emitter,
+        build_middlewares(middlewares),
+        event_map if event_map is not None else event_emitter.event_map,
+        max_concurrent_event_handlers,
+        concurrent_event_handle_enable,
+        scope_strategy,
+        event_publisher=event_publisher,
+    )
+
+
+def setup_streaming_mediator(
+    event_emitter: EventEmitter,
+    container: Any,
+    middlewares: Iterable[Middleware],
+    commands_mapper: Mapper | None = None,
+    queries_mapper: Mapper | None = None,
+    domain_events_mapper: Mapper | None = None,
+    max_concurrent_event_handlers: int = 10,
+    concurrent_event_handle_enable: bool | None = None,
+    scope_strategy: ScopeStrategy = ScopeStrategy.NONE,
+    *,
+    event_publisher: EventPublisher | None = None,
+    stream_events: StreamEvents | str = StreamEvents.BEFORE_ITEM,
+) -> StreamingRequestMediator:
+    """Build a StreamingRequestMediator (4.x API).
+
+    ``domain_events_mapper`` is accepted for 4.x compatibility; the emitter's map is used (4.x
+    called the mapper a second time to build an identical map).
+    """
+    _check_mapper("commands_mapper", commands_mapper)
+    _check_mapper("queries_mapper", queries_mapper)
+    _check_mapper("domain_events_mapper", domain_events_mapper)
+    return StreamingRequestMediator(
+        build_request_map(commands_mapper, queries_mapper),
+        container,
+        event_emitter,
+        build_middlewares(middlewares),
+        event_emitter.event_map,
+        max_concurrent_event_handlers,
+        concurrent_event_handle_enable,
+        scope_strategy,
+        event_publisher=event_publisher,
+        stream_events=stream_events,
+    )
+
+
+def bootstrap(
+    di_container: Any,
+    message_broker: MessageBroker | None = None,
+    middlewares: Sequence[Middleware] | None = None,
+    commands_mapper: Mapper | None = None,
+    domain_events_mapper: Mapper | None = None,
+    queries_mapper: Mapper | None = None,
+    on_startup: list[Callable[[], None]] | None = None,
+    max_concurrent_event_handlers: int = 1,
+    concurrent_event_handle_enable: bool = False,
+    scope_strategy: ScopeStrategy = ScopeStrategy.NONE,
+    *,
+    serializer: EventSerializer | None = None,
+    event_failure_policy: FailurePolicy = "log",
+    on_event_error: ErrorHook | None = None,
+    event_publisher: EventPublisher | None = None,
+) -> RequestMediator:
+    """Build a RequestMediator in one call (4.x ``cqrs.requests.bootstrap.bootstrap``).
+
+    ``di_container`` is a ``di.Container`` or any cqrs ``Container``; ``message_broker``
+    defaults to a :class:`DevnullMessageBroker` of its own; ``on_startup`` hooks run first;
+    a ``LoggingMiddleware`` is appended to ``middlewares`` unless one is there. Keyword-only
+    extras: ``event_failure_policy`` (``"log"`` or ``"raise"``), ``on_event_error`` (a hook
+    called with ``(event, handler, exc)``), ``event_publisher`` (your own scheduling strategy).
+    Raises ``ConfigurationError`` for any argument of the wrong kind and for a bad binding.
+    """
+    run_on_startup(on_startup)
+    container = adapt_container(di_container)
+    strategy = ScopeStrategy(scope_strategy)
+    emitter = build_emitter(
+        container,
+        domain_events_mapper,
+        message_broker if message_broker is not None else DevnullMessageBroker(),
+        strategy,
+        serializer,
+        event_failure_policy,
+        on_event_error,
+    )
+    return setup_mediator(
+        emitter,
+        container,
+        middlewares or (),
+        commands_mapper,
+        queries_mapper,
+        emitter.event_map,
+        max_concurrent_event_handlers,
+        concurrent_event_handle_enable,
+        strategy,
+        event_publisher=event_publisher,
+    )
+
+
+def bootstrap_streaming(
+    di_container: Any,
+    message_broker: MessageBroker | None = None,
+    middlewares: Sequence[Middleware] | None = None,
+    commands_mapper: Mapper | None = None,
+    domain_events_mapper: Mapper | None = None,
+    queries_mapper: Mapper | None = None,
+    on_startup: list[Callable[[], None]] | None = None,
+    max_concurrent_event_handlers: int = 10,
+    concurrent_event_handle_enable: bool = False,
+    scope_strategy: ScopeStrategy = ScopeStrategy.NONE,
+    *,
+    serializer: EventSerializer | None = None,
+    event_failure_policy: FailurePolicy = "log",
+    on_event_error: ErrorHook | None = None,
+    event_publisher: EventPublisher | None = None,
+    stream_events: StreamEvents | str = StreamEvents.BEFORE_ITEM,
+) -> StreamingRequestMediator:
+    """Build a StreamingRequestMediator in one call (4.x ``bootstrap_streaming``).
+
+    Same arguments as :func:`bootstrap`, plus ``stream_events``: ``"before_item"`` (default:
+    an item is delivered after its events are done) or ``"concurrent"`` (delivered at once,
+    events in a bounded background pipeline). ``concurrent_event_handle_enable=True`` lets up to
+    ``max_concurrent_event_handlers`` (default 10) handlers run at once.
+    """
+    run_on_startup(on_startup)
+    container = adapt_container(di_container)
+    strategy = ScopeStrategy(scope_strategy)
+    emitter = build_emitter(
+        container,
+        domain_events_mapper,
+        message_broker if message_broker is not None else DevnullMessageBroker(),
+        strategy,
+        serializer,
+        event_failure_policy,
+        on_event_error,
+    )
+    return setup_streaming_mediator(
+        emitter,
+        container,
+        middlewares or (),
+        commands_mapper,
+        queries_mapper,
+        None,
+        max_concurrent_event_handlers,
+        concurrent_event_handle_enable,
+        strategy,
+        event_publisher=event_publisher,
+        stream_events=stream_events,
+    )
+
+
+def setup_event_mediator(
+    container: Any,
+    middlewares: Iterable[Middleware],
+    events_mapper: Mapper | None = None,
+    scope_strategy: ScopeStrategy = ScopeStrategy.NONE,
+) -> EventMediator:
+    """Build an EventMediator (4.x ``cqrs.events.bootstrap.setup_mediator``)."""
+    _check_mapper("events_mapper", events_mapper)
+    event_map = EventMap()
+    if events_mapper is not None:
+        events_mapper(event_map)
+    return EventMediator(event_map, container, build_middlewares(middlewares), scope_strategy)
+
+
+def bootstrap_events(
+    di_container: Any,
+    middlewares: Sequence[Middleware] | None = None,
+    events_mapper: Mapper | None = None,
+    on_startup: list[Callable[[], None]] | None = None,
+    scope_strategy: ScopeStrategy = ScopeStrategy.NONE,
+) -> EventMediator:
+    """Build an EventMediator in one call (4.x ``cqrs.events.bootstrap.bootstrap``)."""
+    run_on_startup(on_startup)
+    return setup_event_mediator(
+        adapt_container(di_container), middlewares or (), events_mapper, scope_strategy
+    )

@@ -1,0 +1,1 @@
+"""Message brokers: where notification events go."""

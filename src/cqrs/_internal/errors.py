@@ -1,0 +1,91 @@
+"""The exception tree of ``cqrs``.
+
+Every error the library raises on purpose derives from :class:`CQRSError`. Where python-cqrs
+4.x raised a builtin (``KeyError``, ``TypeError``, ``ValueError``, ``ImportError``), the
+matching class here also derives from that builtin, so ``except KeyError`` clauses written for
+4.x keep working::
+
+    CQRSError
+     ├── ConfigurationError (TypeError)        a map, a bootstrap call or a handler is set up wrong
+     │    └── RequestHandlerTypeError          a chain binding holds a non-chain class
+     ├── DuplicateBindingError (KeyError)      a type is bound twice
+     ├── RequestHandlerDoesNotExist (KeyError) no handler is bound for a request type
+     ├── ContainerError (ValueError)           the DI container cannot produce an object
+     ├── StreamStateError (RuntimeError)       a stream is used after it was closed
+     ├── NoBrokerError (RuntimeError)          a notification event but no message broker
+     └── MissingExtraError (ImportError)       an optional dependency is not installed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CQRSError",
+    "ConfigurationError",
+    "ContainerError",
+    "DuplicateBindingError",
+    "MissingExtraError",
+    "NoBrokerError",
+    "RequestHandlerDoesNotExist",
+    "RequestHandlerTypeError",
+    "StreamStateError",
+]
+
+
+class CQRSError(Exception):
+    """Root of every error raised on purpose by ``cqrs``."""
+
+
+class _PlainMessage:
+    """Mixin: show the message as written (``KeyError`` would show its repr, in quotes)."""
+
+    def __str__(self) -> str:
+        args: tuple[object, ...] = self.args  # type: ignore[attr-defined]
+        return str(args[0]) if len(args) == 1 else str(args)
+
+
+class ConfigurationError(CQRSError, TypeError):
+    """A map, a bootstrap call or a handler class is set up wrong.
+
+    Raised at bind or bootstrap time, before any request runs. The message names the
+    offending object and says what to do instead.
+    """
+
+
+class RequestHandlerTypeError(ConfigurationError):
+    """A chain-of-responsibility binding contains a class that is not a chain handler."""
+
+
+class DuplicateBindingError(_PlainMessage, CQRSError, KeyError):
+    """A request, event or name is bound twice in the same registry."""
+
+
+class RequestHandlerDoesNotExist(_PlainMessage, CQRSError, KeyError):
+    """No handler is bound for the type of the request that was sent or streamed.
+
+    Raised when ``send()`` or ``stream()`` is called, before anything runs. The message lists
+    the request types that are bound.
+    """
+
+
+class ContainerError(CQRSError, ValueError):
+    """The dependency-injection container cannot produce the object that was asked for."""
+
+
+class StreamStateError(CQRSError, RuntimeError):
+    """A stream was iterated after it was closed, or entered twice."""
+
+
+class NoBrokerError(CQRSError, RuntimeError):
+    """A notification event was emitted but the emitter has no message broker."""
+
+
+class MissingExtraError(CQRSError, ImportError):
+    """An optional dependency is needed but not installed; the message gives the pip line."""
+
+
+def missing_extra(package: str, extra: str, feature: str) -> MissingExtraError:
+    """Build the error for a missing optional dependency, with the exact ``pip install`` line."""
+    return MissingExtraError(
+        f"{feature} needs the '{package}' package, which is not installed. "
+        f"Install it with: pip install 'cqrs-kit[{extra}]'"
+    )

@@ -1,0 +1,1 @@
+"""Event processing: the emitter, the publishing strategies and the processor."""

@@ -1,0 +1,1 @@
+"""Middlewares: code that runs around every request, stream and consumed event."""

@@ -1,0 +1,154 @@
+"""The middleware protocols and the chain that folds them around a handler.
+
+One idea serves unary calls and streams. A middleware is an object with
+``async __call__(request, handle)`` (the 4.x protocol); it may also define
+``stream(request, items)`` to wrap a whole stream. On a stream, a middleware without
+``stream()`` runs around each item: its ``handle(request)`` produces the next item (and raises
+``StopAsyncIteration`` at the end of the stream).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from cqrs._internal.errors import ConfigurationError
+
+__all__ = [
+    "HandleType",
+    "Middleware",
+    "MiddlewareChain",
+    "SagaMiddleware",
+    "SagaMiddlewareChain",
+    "StreamMiddleware",
+    "wrap_stream",
+]
+
+Req = TypeVar("Req", contravariant=True)
+Res = TypeVar("Res")
+Item = TypeVar("Item")
+
+HandleType = Callable[[Any], Awaitable[Any]]
+
+
+@runtime_checkable
+class Middleware(Protocol):
+    """Runs around a handler: ``return await handle(request)``, or short-circuit.
+
+    Middlewares are applied in list order, the first one outermost: ``[M1, M2]`` runs
+    M1 → M2 → handler → M2 → M1. An exception raised by ``handle`` passes through the
+    middleware unless it catches it.
+    """
+
+    async def __call__(self, request: Any, handle: HandleType) -> Any:
+        """Handle ``request``, usually by awaiting ``handle(request)``."""
+        ...
+
+
+@runtime_checkable
+class StreamMiddleware(Protocol):
+    """A middleware that wraps a whole stream instead of each item.
+
+    ``stream`` receives the request and the inner items and returns the items the consumer
+    sees, usually from an async generator: ``async for item in items: yield item``. The
+    mediator closes every layer itself when the consumer stops, so no ``aclosing`` is needed.
+    """
+
+    def stream(self, request: Any, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """Return the items of the stream as this middleware wants them seen."""
+        ...
+
+
+class MiddlewareChain:
+    """An ordered list of middlewares (4.x API: ``set``, ``add``, ``wrap``)."""
+
+    def __init__(self) -> None:
+        self._middlewares: list[Middleware] = []
+
+    @property
+    def middlewares(self) -> tuple[Middleware, ...]:
+        """The middlewares, outermost first."""
+        return tuple(self._middlewares)
+
+    def set(self, middlewares: Iterable[Middleware]) -> None:
+        """Replace the chain; every item must be callable, else ``ConfigurationError``."""
+        items = list(middlewares)
+        for item in items:
+            _require_middleware(item)
+        self._middlewares = items
+
+    def add(self, middleware: Middleware) -> None:
+        """Append ``middleware`` as the new innermost layer."""
+        _require_middleware(middleware)
+        self._middlewares.append(middleware)
+
+    def wrap(self, handle: HandleType) -> HandleType:
+        """Return ``handle`` wrapped by every middleware, the first one outermost."""
+        return fold(self._middlewares, handle)
+
+
+def _require_middleware(item: object) -> None:
+    if not callable(item):
+        raise ConfigurationError(
+            f"{item!r} is not a middleware: a middleware is an object with "
+            "'async def __call__(self, request, handle)'."
+        )
+
+
+def fold(middlewares: Iterable[Middleware], handle: HandleType) -> HandleType:
+    """Wrap ``handle`` in ``middlewares``, the first one outermost."""
+    for middleware in reversed(tuple(middlewares)):
+        handle = functools.partial(middleware, handle=handle)
+    return handle
+
+
+def wrap_stream(
+    middlewares: Iterable[Middleware], request: Any, items: AsyncIterator[Any]
+) -> list[AsyncIterator[Any]]:
+    """Apply ``middlewares`` to a stream; return every layer, outermost first.
+
+    The mediator keeps the layers so that it can close each one, outermost first, when the
+    consumer stops: closing does not depend on middlewares closing what they wrap.
+    """
+    layers: list[AsyncIterator[Any]] = [items]
+    for middleware in reversed(tuple(middlewares)):
+        wrap = getattr(middleware, "stream", None)
+        inner = layers[0]
+        outer = wrap(request, inner) if wrap is not None else _PerItem(middleware, request, inner)
+        if outer is not inner:
+            layers.insert(0, outer)
+    return layers
+
+
+class _PerItem:
+    """Runs a unary middleware around each item of a stream."""
+
+    __slots__ = ("_handle", "_inner", "_middleware", "_request")
+
+    def __init__(self, middleware: Middleware, request: Any, inner: AsyncIterator[Any]) -> None:
+        self._middleware = middleware
+        self._request = request
+        self._inner = inner
+        self._handle = self._next_item
+
+    async def _next_item(self, _request: Any) -> Any:
+        return await self._inner.__anext__()
+
+    def __aiter__(self) -> _PerItem:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self._middleware(self._request, self._handle)
+
+
+class SagaMiddleware(Protocol[Req, Res]):
+    """4.x placeholder protocol for saga middlewares (not applied by 4.x either)."""
+
+    async def __call__(self, context: Req, handler: Callable[[Req], Awaitable[Res]]) -> Res:
+        """Run around one saga step."""
+        ...
+
+
+class SagaMiddlewareChain:
+    """4.x placeholder: an empty chain of saga middlewares."""

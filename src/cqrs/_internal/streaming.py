@@ -1,0 +1,326 @@
+"""The stream bridge: runs a streaming handler, its events and its middlewares per item.
+
+:class:`RequestStream` is what ``StreamingRequestMediator.stream()`` returns. Nothing runs
+until the first ``__anext__``. Per item: the handler yields, its events are taken and
+processed under the stream's events policy, the item passes through the stream middlewares
+and reaches the consumer.
+
+Closing is deterministic: exhaustion, an error, cancellation, ``aclose()``, ``async with``
+exit, or simply dropping the stream (a ``break`` out of ``async for``) closes every
+middleware layer, then the handler's generator (its ``finally`` runs), cancels event work
+still in flight under the ``concurrent`` policy (each abandoned event is logged at WARNING),
+and releases the DI scope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from cqrs._internal.errors import ConfigurationError
+from cqrs._internal.events.fanout import FanOut
+from cqrs._internal.events.processor import EventProcessor
+from cqrs._internal.finish import finish_soon
+from cqrs._internal.messages.events import IEvent
+from cqrs._internal.pipeline.middleware import Middleware, wrap_stream
+
+__all__ = ["RequestStream", "StreamEvents"]
+
+logger = logging.getLogger("cqrs")
+
+T = TypeVar("T")
+
+_NEW, _OPEN, _CLOSED = 0, 1, 2
+
+
+class StreamEvents(enum.StrEnum):
+    """When the events of a streamed item are processed.
+
+    ``BEFORE_ITEM`` (default, as 4.x): an item reaches the consumer only after the events the
+    handler emitted before yielding it, and their follow-ups, are done.
+    ``CONCURRENT``: the item goes out at once; its events run in a bounded background pipeline
+    (at most the mediator's handler limit at once; the stream waits when the pipeline is
+    full); the stream ends only when every event of every item is done. When such a stream is
+    closed early, event work still in flight is cancelled and logged at WARNING.
+    """
+
+    BEFORE_ITEM = "before_item"
+    CONCURRENT = "concurrent"
+
+
+class _Source:
+    """The innermost layer: pulls one item from the handler and dispatches its events."""
+
+    __slots__ = ("agen", "dispatch", "failed", "handler")
+
+    def __init__(
+        self,
+        handler: Any,
+        agen: AsyncIterator[Any],
+        dispatch: Callable[[Sequence[IEvent]], Awaitable[None]],
+    ) -> None:
+        self.handler = handler
+        self.agen = agen
+        self.dispatch = dispatch
+        self.failed = False
+
+    def __aiter__(self) -> _Source:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            item = await self.agen.__anext__()
+        except BaseException:
+            self.failed = True
+            raise
+        handler = self.handler
+        events = handler.events
+        if events:
+            handler.clear_events()
+            await self.dispatch(events)
+        return item
+
+    def take_events(self) -> Sequence[IEvent]:
+        """Take the events the handler holds now (emitted after its last yield)."""
+        events = self.handler.events
+        if events:
+            self.handler.clear_events()
+        return events
+
+
+StreamOpener = Callable[[contextlib.AsyncExitStack], Awaitable[tuple[Any, Any]]]
+"""Resolves the handler inside the given exit stack; returns ``(handler, scoped container)``."""
+
+
+class RequestStream(Generic[T]):
+    """The results of a streaming handler, one per ``__anext__``; also an async context manager.
+
+    Use it as 4.x code does (``async for item in mediator.stream(request)``); prefer
+    ``async with mediator.stream(request) as items:`` or ``await items.aclose()`` where the
+    consumer may stop early and the handler's cleanup awaits something, so that the cleanup
+    has finished when you go on. Items may be ``None`` when the handler yields ``None``.
+
+    After the stream ended or was closed, ``__anext__`` raises ``StopAsyncIteration``.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_fan",
+        "_layers",
+        "_middlewares",
+        "_open_handler",
+        "_outer",
+        "_policy",
+        "_processor",
+        "_request",
+        "_source",
+        "_stack",
+        "_state",
+    )
+
+    def __init__(
+        self,
+        request: Any,
+        open_handler: StreamOpener,
+        processor: EventProcessor,
+        middlewares: Sequence[Middleware],
+        policy: StreamEvents,
+    ) -> None:
+        self._request = request
+        self._open_handler = open_handler
+        self._processor = processor
+        self._middlewares = middlewares
+        self._policy = policy
+        self._state = _NEW
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._source: _Source | None = None
+        self._outer: AsyncIterator[Any] | None = None
+        self._layers: list[AsyncIterator[Any]] = []
+        self._fan: FanOut | None = None
+
+    @property
+    def request(self) -> Any:
+        """The request being streamed."""
+        return self._request
+
+    @property
+    def closed(self) -> bool:
+        """True once the stream ended or was closed."""
+        return self._state == _CLOSED
+
+    def __aiter__(self) -> RequestStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._state != _OPEN:
+            if self._state == _CLOSED:
+                raise StopAsyncIteration
+            await self._open()
+        outer = self._outer
+        assert outer is not None
+        try:
+            return await outer.__anext__()
+        except StopAsyncIteration:
+            await self._finish(None)
+            raise
+        except BaseException as exc:
+            await self._finish(exc)
+            raise
+
+    async def aclose(self) -> None:
+        """Close the stream now: middlewares, then the handler, then in-flight events, then
+        the DI scope. Safe to call more than once; the first error of a cleanup is raised."""
+        if self._state == _OPEN:
+            self._state = _CLOSED
+            error = await self._release(cancelled=False)
+            if error is not None:
+                raise error
+        self._state = _CLOSED
+
+    async def __aenter__(self) -> RequestStream[T]:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if self._state == _OPEN:
+            self._state = _CLOSED
+            finish_soon(self._release_logged(None), "closing an abandoned stream")
+
+    async def _open(self) -> None:
+        self._state = _OPEN
+        stack = contextlib.AsyncExitStack()
+        self._stack = stack
+        try:
+            handler, container = await self._open_handler(stack)
+            agen = handler.handle(self._request)
+            if not hasattr(agen, "__anext__"):
+                raise ConfigurationError(
+                    f"{type(handler).__qualname__}.handle must be an async generator "
+                    f"('async def' with 'yield') to be streamed; it returned "
+                    f"{type(agen).__qualname__}. Use RequestMediator.send() for unary handlers."
+                )
+            processor = self._processor
+            if self._policy is StreamEvents.CONCURRENT and processor.event_emitter is not None:
+                execute = processor.executor(container)
+                assert execute is not None
+                fan = self._fan = FanOut(execute, processor.limit)
+                jobs_for_all = processor.event_emitter.jobs_for_all
+
+                async def dispatch(events: Sequence[IEvent]) -> None:
+                    await fan.submit(jobs_for_all(events))
+
+            else:
+
+                async def dispatch(events: Sequence[IEvent]) -> None:
+                    await processor.emit_events(events, container)
+
+            source = self._source = _Source(handler, agen, dispatch)
+            if self._middlewares:
+                self._layers = wrap_stream(self._middlewares, self._request, source)
+                self._outer = self._layers[0]
+            else:
+                self._outer = source
+        except BaseException as exc:
+            self._state = _CLOSED
+            await self._release_logged(exc)
+            raise
+
+    async def _finish(self, exc: BaseException | None) -> None:
+        """End of the stream: process what is left when that is right, then release."""
+        self._state = _CLOSED
+        source = self._source
+        assert source is not None
+        try:
+            if exc is None or (source.failed and not isinstance(exc, asyncio.CancelledError)):
+                await self._flush(source, exc)
+        except BaseException as flush_error:
+            await self._release_logged(flush_error)
+            raise
+        if exc is None:
+            error = await self._release(cancelled=False)
+            if error is not None:
+                raise error
+        else:
+            await self._release_logged(exc)
+
+    async def _release_logged(self, exc: BaseException | None) -> None:
+        """Release after ``exc`` (which the caller raises); a cleanup error is only logged."""
+        error = await self._release(cancelled=isinstance(exc, asyncio.CancelledError))
+        if error is not None and error is not exc:
+            logger.error(
+                "Error while closing the stream of %s",
+                type(self._request).__qualname__,
+                exc_info=error,
+            )
+
+    async def _flush(self, source: _Source, exc: BaseException | None) -> None:
+        """Process the events emitted after the last yield (or before the handler failed)."""
+        try:
+            leftover = source.take_events()
+            if leftover:
+                await source.dispatch(leftover)
+            if self._fan is not None:
+                await self._fan.drain()
+        except Exception as flush_error:
+            if exc is None:
+                raise
+            exc.add_note(f"Processing the events emitted before this error also failed: {flush_error!r}")
+
+    async def _release(self, *, cancelled: bool) -> BaseException | None:
+        """Close layers outermost first, the handler, the event pipeline, then the scope.
+
+        Every step runs even if an earlier one fails; the first failure is returned.
+        """
+        first_error: BaseException | None = None
+        for layer in self._layers[:-1]:
+            first_error = await _close(layer, first_error)
+        source = self._source
+        if source is not None:
+            first_error = await _close(source.agen, first_error)
+        fan = self._fan
+        if fan is not None and fan.busy:
+            abandoned = fan.cancel()
+            if abandoned:
+                logger.warning(
+                    "Stream of %s closed early: %d events still being handled were cancelled: %s",
+                    type(self._request).__qualname__,
+                    len(abandoned),
+                    ", ".join(type(event).__qualname__ for event, _ in abandoned),
+                )
+            with contextlib.suppress(BaseException):
+                await fan.drain()
+        if source is not None and not cancelled:
+            late = source.handler.events
+            if late:
+                logger.warning(
+                    "%s emitted %d events while its stream was being closed; they were not "
+                    "processed: %s",
+                    type(source.handler).__qualname__,
+                    len(late),
+                    ", ".join(type(event).__qualname__ for event in late),
+                )
+        stack = self._stack
+        if stack is not None:
+            self._stack = None
+            try:
+                await stack.aclose()
+            except BaseException as exc:  # noqa: BLE001 - returned to the caller
+                first_error = first_error or exc
+        return first_error
+
+
+async def _close(layer: Any, first_error: BaseException | None) -> BaseException | None:
+    aclose = getattr(layer, "aclose", None)
+    if aclose is None:
+        return first_error
+    try:
+        await aclose()
+    except BaseException as exc:  # noqa: BLE001 - keep closing the other layers first
+        return first_error or exc
+    return first_error

@@ -1,0 +1,13 @@
+"""The exception tree of cqrs."""
+
+from cqrs._internal.errors import CQRSError as CQRSError
+from cqrs._internal.errors import ConfigurationError as ConfigurationError
+from cqrs._internal.errors import ContainerError as ContainerError
+from cqrs._internal.errors import DuplicateBindingError as DuplicateBindingError
+from cqrs._internal.errors import MissingExtraError as MissingExtraError
+from cqrs._internal.errors import NoBrokerError as NoBrokerError
+from cqrs._internal.errors import RequestHandlerDoesNotExist as RequestHandlerDoesNotExist
+from cqrs._internal.errors import RequestHandlerTypeError as RequestHandlerTypeError
+from cqrs._internal.errors import StreamStateError as StreamStateError
+
+__all__ = ["CQRSError", "ConfigurationError", "ContainerError", "DuplicateBindingError", "MissingExtraError", "NoBrokerError", "RequestHandlerDoesNotExist", "RequestHandlerTypeError", "StreamStateError"]

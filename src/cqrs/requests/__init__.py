@@ -1,0 +1,3 @@
+"""Requests: message types, handlers, maps and bootstrap (4.x package)."""
+
+__all__: list[str] = []
