@@ -1,8 +1,8 @@
 """The exception tree of cqrs."""
 
-from cqrs._internal.errors import CQRSError as CQRSError
 from cqrs._internal.errors import ConfigurationError as ConfigurationError
 from cqrs._internal.errors import ContainerError as ContainerError
+from cqrs._internal.errors import CQRSError as CQRSError
 from cqrs._internal.errors import DuplicateBindingError as DuplicateBindingError
 from cqrs._internal.errors import MissingExtraError as MissingExtraError
 from cqrs._internal.errors import NoBrokerError as NoBrokerError
@@ -10,4 +10,14 @@ from cqrs._internal.errors import RequestHandlerDoesNotExist as RequestHandlerDo
 from cqrs._internal.errors import RequestHandlerTypeError as RequestHandlerTypeError
 from cqrs._internal.errors import StreamStateError as StreamStateError
 
-__all__ = ["CQRSError", "ConfigurationError", "ContainerError", "DuplicateBindingError", "MissingExtraError", "NoBrokerError", "RequestHandlerDoesNotExist", "RequestHandlerTypeError", "StreamStateError"]
+__all__ = [
+    "CQRSError",
+    "ConfigurationError",
+    "ContainerError",
+    "DuplicateBindingError",
+    "MissingExtraError",
+    "NoBrokerError",
+    "RequestHandlerDoesNotExist",
+    "RequestHandlerTypeError",
+    "StreamStateError",
+]

@@ -7,7 +7,8 @@ matching class here also derives from that builtin, so ``except KeyError`` claus
 
     CQRSError
      ├── ConfigurationError (TypeError)        a map, a bootstrap call or a handler is set up wrong
-     │    └── RequestHandlerTypeError          a chain binding holds a non-chain class
+     │    ├── RequestHandlerTypeError          a chain binding holds a non-chain class
+     │    └── ScopeStrategyError (ValueError)  a scope strategy clashes with another option
      ├── DuplicateBindingError (KeyError)      a type is bound twice
      ├── RequestHandlerDoesNotExist (KeyError) no handler is bound for a request type
      ├── ContainerError (ValueError)           the DI container cannot produce an object
@@ -27,6 +28,7 @@ __all__ = [
     "NoBrokerError",
     "RequestHandlerDoesNotExist",
     "RequestHandlerTypeError",
+    "ScopeStrategyError",
     "StreamStateError",
 ]
 
@@ -38,9 +40,10 @@ class CQRSError(Exception):
 class _PlainMessage:
     """Mixin: show the message as written (``KeyError`` would show its repr, in quotes)."""
 
+    args: tuple[object, ...]
+
     def __str__(self) -> str:
-        args: tuple[object, ...] = self.args  # type: ignore[attr-defined]
-        return str(args[0]) if len(args) == 1 else str(args)
+        return str(self.args[0]) if len(self.args) == 1 else str(self.args)
 
 
 class ConfigurationError(CQRSError, TypeError):
@@ -53,6 +56,10 @@ class ConfigurationError(CQRSError, TypeError):
 
 class RequestHandlerTypeError(ConfigurationError):
     """A chain-of-responsibility binding contains a class that is not a chain handler."""
+
+
+class ScopeStrategyError(ConfigurationError, ValueError):
+    """A scope strategy was combined with an option it cannot honour (4.x: ``ValueError``)."""
 
 
 class DuplicateBindingError(_PlainMessage, CQRSError, KeyError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from cqrs._internal.di.scope import (
     ScopeStrategy,
@@ -95,7 +95,8 @@ class _Base:
         return self._processor
 
     def _binding(self, request: Any) -> Any:
-        binding = self._request_map.handler_for(type(request))
+        request_type = cast(type[Any], type(request))
+        binding = self._request_map.handler_for(request_type)
         if binding is None:
             raise RequestHandlerDoesNotExist(
                 f"No handler is bound for {type(request).__qualname__}. Bound request types: "
@@ -133,7 +134,8 @@ class RequestMediator(_Base):
     async def _dispatch(self, binding: Any, request: Any, scoped: Any) -> Any:
         container = scoped or self._container
         if isinstance(binding, list):
-            response, events = await self._run_chain(binding, request, container)
+            chain = cast(list[type[CORRequestHandler[Any, Any]]], binding)
+            response, events = await self._run_chain(chain, request, container)
         elif issubclass(binding, StreamingRequestHandler):
             raise ConfigurationError(
                 f"{type(request).__qualname__} is bound to the streaming handler "
@@ -236,8 +238,7 @@ class StreamingRequestMediator(_Base):
                 "streaming handler; send it with RequestMediator.send(), or bind a "
                 "StreamingRequestHandler to stream it."
             )
-        else:
-            opener = self._opener(binding)
+        opener = self._opener(cast(type[Any], binding))
         policy = self._stream_events if events is None else _stream_events(events)
         return RequestStream(request, opener, self._processor, self._middlewares, policy)
 

@@ -34,7 +34,7 @@ def _require_class(value: object, what: str, where: str) -> type[Any]:
 
 
 def _check_declared_message(
-    message_type: type[Any], handler: type[Any], bases: tuple[type[Any], ...], where: str
+    message_type: type[Any], handler: Any, bases: tuple[type[Any], ...], where: str
 ) -> None:
     """Refuse a handler whose declared message type cannot accept ``message_type``."""
     args = get_generic_args_for_origin(handler, bases)
@@ -68,8 +68,10 @@ class _GuardedDict(dict[_K, _V]):
 
     def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         """Bind every pair, with the same checks as ``bind`` (4.x let ``update`` bypass them)."""
-        other: Mapping[Any, Any] | Iterable[tuple[Any, Any]] = args[0] if args else {}
-        pairs = other.items() if isinstance(other, Mapping) else other
+        other: Any = args[0] if args else {}
+        pairs: Iterable[tuple[Any, Any]] = (
+            cast(Mapping[Any, Any], other).items() if isinstance(other, Mapping) else other
+        )
         for key, value in pairs:
             self[key] = value
         for key, value in kwargs.items():  # pragma: no cover - keys are types, never str
@@ -90,9 +92,9 @@ class RequestMap(_GuardedDict[type[Any], Any]):
 
     ``bind(CreateUser, CreateUserHandler)`` validates at once: the request type and the handler
     must be classes, the handler a ``RequestHandler`` or ``StreamingRequestHandler`` subclass
-    (or a list of ``CORRequestHandler`` classes, a chain), written for that request type, and the request type not
-    already bound. Violations raise ``ConfigurationError`` (a ``TypeError``) or
-    ``DuplicateBindingError`` (a ``KeyError``), with the fix in the message.
+    (or a list of ``CORRequestHandler`` classes, a chain), written for that request type,
+    and the request type not already bound. Violations raise ``ConfigurationError`` (a
+    ``TypeError``) or ``DuplicateBindingError`` (a ``KeyError``), with the fix in the message.
 
     Lookups (:meth:`handler_for`) use the exact type first, then the nearest bound base class.
     """
@@ -144,8 +146,8 @@ class RequestMap(_GuardedDict[type[Any], Any]):
 
 
 def _validate_chain(handlers: list[Any], where: str) -> None:
-    from cqrs._internal.handlers.cor import CORRequestHandler
     from cqrs._internal.errors import RequestHandlerTypeError
+    from cqrs._internal.handlers.cor import CORRequestHandler
 
     if not handlers:
         raise ConfigurationError(f"{where}: a chain binding needs at least one handler class.")

@@ -270,7 +270,9 @@ class RequestStream(Generic[T]):
         except Exception as flush_error:
             if exc is None:
                 raise
-            exc.add_note(f"Processing the events emitted before this error also failed: {flush_error!r}")
+            exc.add_note(
+                f"Processing the events emitted before this error also failed: {flush_error!r}"
+            )
 
     async def _release(self, *, cancelled: bool) -> BaseException | None:
         """Close layers outermost first, the handler, the event pipeline, then the scope.
@@ -310,7 +312,7 @@ class RequestStream(Generic[T]):
             self._stack = None
             try:
                 await stack.aclose()
-            except BaseException as exc:  # noqa: BLE001 - returned to the caller
+            except BaseException as exc:
                 first_error = first_error or exc
         return first_error
 
@@ -321,6 +323,6 @@ async def _close(layer: Any, first_error: BaseException | None) -> BaseException
         return first_error
     try:
         await aclose()
-    except BaseException as exc:  # noqa: BLE001 - keep closing the other layers first
+    except BaseException as exc:
         return first_error or exc
     return first_error

@@ -8,4 +8,12 @@ from cqrs._internal.di.scope import bind_scope as bind_scope
 from cqrs._internal.di.scope import current_container as current_container
 from cqrs._internal.di.scope import enter_scope as enter_scope
 
-__all__ = ["Container", "SupportsScope", "ScopeAwareContainer", "ScopeStrategy", "bind_scope", "current_container", "enter_scope"]
+__all__ = [
+    "Container",
+    "SupportsScope",
+    "ScopeAwareContainer",
+    "ScopeStrategy",
+    "bind_scope",
+    "current_container",
+    "enter_scope",
+]

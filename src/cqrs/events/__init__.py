@@ -16,4 +16,20 @@ from cqrs._internal.messages.events import PydanticEvent as PydanticEvent
 from cqrs._internal.messages.events import PydanticNotificationEvent as PydanticNotificationEvent
 from cqrs._internal.registry import EventMap as EventMap
 
-__all__ = ["EventEmitter", "EventHandler", "DCDomainEvent", "DCEvent", "DCNotificationEvent", "DomainEvent", "Event", "IDomainEvent", "IEvent", "INotificationEvent", "NotificationEvent", "PydanticDomainEvent", "PydanticEvent", "PydanticNotificationEvent", "EventMap"]
+__all__ = [
+    "EventEmitter",
+    "EventHandler",
+    "DCDomainEvent",
+    "DCEvent",
+    "DCNotificationEvent",
+    "DomainEvent",
+    "Event",
+    "IDomainEvent",
+    "IEvent",
+    "INotificationEvent",
+    "NotificationEvent",
+    "PydanticDomainEvent",
+    "PydanticEvent",
+    "PydanticNotificationEvent",
+    "EventMap",
+]

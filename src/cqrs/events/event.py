@@ -1,9 +1,9 @@
 """Event message types (4.x path)."""
 
+from cqrs._internal.messages.events import DEFAULT_OUTPUT_TOPIC as DEFAULT_OUTPUT_TOPIC
 from cqrs._internal.messages.events import DCDomainEvent as DCDomainEvent
 from cqrs._internal.messages.events import DCEvent as DCEvent
 from cqrs._internal.messages.events import DCNotificationEvent as DCNotificationEvent
-from cqrs._internal.messages.events import DEFAULT_OUTPUT_TOPIC as DEFAULT_OUTPUT_TOPIC
 from cqrs._internal.messages.events import DomainEvent as DomainEvent
 from cqrs._internal.messages.events import Event as Event
 from cqrs._internal.messages.events import IDomainEvent as IDomainEvent
@@ -15,4 +15,19 @@ from cqrs._internal.messages.events import PydanticDomainEvent as PydanticDomain
 from cqrs._internal.messages.events import PydanticEvent as PydanticEvent
 from cqrs._internal.messages.events import PydanticNotificationEvent as PydanticNotificationEvent
 
-__all__ = ["DCDomainEvent", "DCEvent", "DCNotificationEvent", "DEFAULT_OUTPUT_TOPIC", "DomainEvent", "Event", "IDomainEvent", "IEvent", "INotificationEvent", "NotificationEvent", "PayloadT", "PydanticDomainEvent", "PydanticEvent", "PydanticNotificationEvent"]
+__all__ = [
+    "DCDomainEvent",
+    "DCEvent",
+    "DCNotificationEvent",
+    "DEFAULT_OUTPUT_TOPIC",
+    "DomainEvent",
+    "Event",
+    "IDomainEvent",
+    "IEvent",
+    "INotificationEvent",
+    "NotificationEvent",
+    "PayloadT",
+    "PydanticDomainEvent",
+    "PydanticEvent",
+    "PydanticNotificationEvent",
+]

@@ -7,4 +7,11 @@ from cqrs._internal.pipeline.middleware import SagaMiddleware as SagaMiddleware
 from cqrs._internal.pipeline.middleware import SagaMiddlewareChain as SagaMiddlewareChain
 from cqrs._internal.pipeline.middleware import StreamMiddleware as StreamMiddleware
 
-__all__ = ["HandleType", "Middleware", "MiddlewareChain", "SagaMiddleware", "SagaMiddlewareChain", "StreamMiddleware"]
+__all__ = [
+    "HandleType",
+    "Middleware",
+    "MiddlewareChain",
+    "SagaMiddleware",
+    "SagaMiddlewareChain",
+    "StreamMiddleware",
+]

@@ -8,7 +8,13 @@ from cqrs._internal.bootstrap import setup_streaming_mediator as setup_streaming
 from cqrs._internal.brokers.devnull import DevnullMessageBroker
 from cqrs._internal.deprecation import deprecated_attributes
 
-__all__ = ["bootstrap", "bootstrap_streaming", "setup_event_emitter", "setup_mediator", "setup_streaming_mediator"]
+__all__ = [
+    "bootstrap",
+    "bootstrap_streaming",
+    "setup_event_emitter",
+    "setup_mediator",
+    "setup_streaming_mediator",
+]
 
 __getattr__ = deprecated_attributes(
     __name__,

@@ -21,4 +21,6 @@ class DevnullMessageBroker(MessageBroker):
     async def send_message(self, message: Message) -> None:
         """Drop ``message``; never fails."""
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("Devnull broker dropped %s on topic %s", message.message_name, message.topic)
+            logger.debug(
+                "Devnull broker dropped %s on topic %s", message.message_name, message.topic
+            )

@@ -41,15 +41,17 @@ class InMemoryMessageBroker(MessageBroker):
             if (topic is None or m.topic == topic) and (name is None or m.message_name == name)
         ]
 
-    async def wait_for(self, count: int, timeout: float = 5.0) -> list[Message]:
-        """Wait until at least ``count`` messages were recorded; ``TimeoutError`` after
-        ``timeout`` seconds."""
+    async def wait_for(self, count: int) -> list[Message]:
+        """Wait until at least ``count`` messages were recorded and return them all.
+
+        Bound the wait yourself: ``async with asyncio.timeout(5): await broker.wait_for(3)``.
+        """
         if len(self.messages) < count:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             entry = (count, waiter)
             self._waiters.append(entry)
             try:
-                await asyncio.wait_for(waiter, timeout)
+                await waiter
             finally:
                 self._waiters.remove(entry)
         return list(self.messages)

@@ -149,8 +149,9 @@ class EventEmitter:
 
     async def _handle(self, event: IEvent, handler_type: Any, container: Any) -> Sequence[IEvent]:
         if self._scope_strategy is ScopeStrategy.HANDLER:
-            open_scope = getattr(container.root if hasattr(container, "root") else container,
-                                 "open_scope", None)
+            open_scope = getattr(
+                container.root if hasattr(container, "root") else container, "open_scope", None
+            )
             if open_scope is not None:
                 async with open_scope() as scoped:
                     handler = await scoped.resolve(handler_type)

@@ -25,7 +25,7 @@ __all__ = [
     "wrap_stream",
 ]
 
-Req = TypeVar("Req", contravariant=True)
+Req = TypeVar("Req")
 Res = TypeVar("Res")
 Item = TypeVar("Item")
 
