@@ -9,6 +9,7 @@ stays cheap and loads no optional dependency.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -152,6 +153,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
+        if not name.startswith("_") and importlib.util.find_spec(f"cqrs.{name}") is not None:
+            return importlib.import_module(f"cqrs.{name}")
         raise AttributeError(f"module 'cqrs' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from cqrs._internal.brokers.protocol import Message, MessageBroker
-from cqrs._internal.di.scope import ScopeStrategy, wrap_container
+from cqrs._internal.di.scope import ScopeStrategy, enter_scope, wrap_container
 from cqrs._internal.errors import ConfigurationError, NoBrokerError
 from cqrs._internal.events.fanout import Job
 from cqrs._internal.messages.events import IDomainEvent, IEvent, INotificationEvent
@@ -149,14 +149,10 @@ class EventEmitter:
 
     async def _handle(self, event: IEvent, handler_type: Any, container: Any) -> Sequence[IEvent]:
         if self._scope_strategy is ScopeStrategy.HANDLER:
-            open_scope = getattr(
-                container.root if hasattr(container, "root") else container, "open_scope", None
-            )
-            if open_scope is not None:
-                async with open_scope() as scoped:
-                    handler = await scoped.resolve(handler_type)
-                    await handler.handle(event)
-                    return handler.events
+            async with enter_scope(self._container, reuse_existing=False) as scoped:
+                handler = await scoped.resolve(handler_type)
+                await handler.handle(event)
+                return handler.events
         handler = await container.resolve(handler_type)
         await handler.handle(event)
         return handler.events

@@ -195,6 +195,9 @@ class FanOut:
             crash = task.exception()
             if crash is not None and self._crash is None:
                 self._crash = crash
+        if self._queue and self._crash is None:
+            # Jobs added while this worker was exiting found the pool full: start one now.
+            self._spawn()
         if not self._running:
             for waiter in (self._idle, self._space):
                 if waiter is not None and not waiter.done():
