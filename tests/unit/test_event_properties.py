@@ -131,9 +131,10 @@ def test_every_event_is_handled_exactly_once(
     finally:
         logging.getLogger("cqrs").disabled = False
     emitted = expected(roots, children, failing)
-    assert HANDLED == collections.Counter(
+    want = collections.Counter(
         {(kind, node): 1 for node in emitted for kind in ("spawner", "recorder")}
     )
+    assert want == HANDLED
 
 
 async def _drive(mode: str, roots: list[int], concurrent: bool, limit: int) -> None:
