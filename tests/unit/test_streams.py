@@ -410,3 +410,126 @@ async def test_a_mediator_works_across_event_loops() -> None:
 
     result = await asyncio.to_thread(lambda: (run_once(), run_once()))
     assert result == ([0, 1], [0, 1])
+
+
+async def test_cancelling_while_item_events_run_stops_events_and_handler() -> None:
+    started = asyncio.Event()
+    finished: list[str] = []
+
+    class Forever(cqrs.EventHandler[Tick]):
+        async def handle(self, event: Tick) -> None:
+            started.set()
+            try:
+                await asyncio.sleep(10)
+            finally:
+                finished.append(f"event {event.n} stopped")
+
+    m = make_streaming(
+        {Batch: BatchHandler},
+        {Tick: [Forever]},
+        concurrent_event_handle_enable=True,
+        max_concurrent_event_handlers=3,
+    )
+
+    async def consume() -> None:
+        async for _ in m.stream(Batch(count=3, events_per_item=2)):
+            pass
+
+    task = asyncio.create_task(consume())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(finished) == ["event 0 stopped", "event 1 stopped"]
+    assert LOG == ["handler 0", "finally"]
+    assert not other_tasks()
+
+
+HANDLER_SCOPES: list[str] = []
+
+
+class Resource:
+    pass
+
+
+async def resource_factory() -> AsyncIterator[Resource]:
+    HANDLER_SCOPES.append("open")
+    yield Resource()
+    HANDLER_SCOPES.append("close")
+
+
+class UsesResource(cqrs.StreamingRequestHandler[Batch, Pong]):
+    def __init__(self, resource: Resource) -> None:
+        self.resource = resource
+        self._events: list[cqrs.Event] = []
+
+    @property
+    def events(self) -> list[cqrs.Event]:
+        return self._events.copy()
+
+    def clear_events(self) -> None:
+        self._events.clear()
+
+    async def handle(self, request: Batch) -> AsyncIterator[Pong]:
+        for n in range(request.count):
+            HANDLER_SCOPES.append(f"item {n}")
+            self._events.append(Tick(n=n))
+            yield Pong(n=n)
+
+
+class TickUsesResource(cqrs.EventHandler[Tick]):
+    def __init__(self, resource: Resource) -> None:
+        self.resource = resource
+
+    async def handle(self, event: Tick) -> None:
+        HANDLER_SCOPES.append(f"event {event.n}")
+
+
+async def test_handler_strategy_gives_the_stream_and_each_event_handler_a_scope() -> None:
+    import di
+    from di.dependent import Dependent
+
+    HANDLER_SCOPES.clear()
+    container = di.Container()
+    container.bind(di.bind_by_type(Dependent(resource_factory, scope="request"), Resource))
+
+    def commands(mapper: cqrs.RequestMap) -> None:
+        mapper.bind(Batch, UsesResource)
+
+    def events(mapper: cqrs.EventMap) -> None:
+        mapper.bind(Tick, TickUsesResource)
+
+    m = bootstrap.bootstrap_streaming(
+        di_container=container,
+        commands_mapper=commands,
+        domain_events_mapper=events,
+        scope_strategy=cqrs.ScopeStrategy.HANDLER,
+    )
+    await collect(m.stream(Batch(count=2)))
+    assert HANDLER_SCOPES == [
+        "open", "item 0", "open", "event 0", "close",
+        "item 1", "open", "event 1", "close", "close",
+    ]  # fmt: skip
+
+
+async def test_dropping_a_stream_with_a_send_scope_releases_it_at_once() -> None:
+    import di
+    from di.dependent import Dependent
+
+    CLOSED.clear()
+    container = di.Container()
+    container.bind(di.bind_by_type(Dependent(session_factory, scope="request"), Session))
+
+    def commands(mapper: cqrs.RequestMap) -> None:
+        mapper.bind(Batch, WithSession)
+
+    m = bootstrap.bootstrap_streaming(
+        di_container=container,
+        commands_mapper=commands,
+        scope_strategy=cqrs.ScopeStrategy.SEND,
+    )
+    async for _ in m.stream(Batch(count=3)):
+        break
+    await settle()
+    assert CLOSED == ["session closed"]
+    assert not other_tasks()
