@@ -12,6 +12,7 @@ from cqrs._internal.di.scope import (
     current_container,
     enter_scope,
     resolve_concurrent_event_handling,
+    scope_is_bound,
     wrap_container,
 )
 from cqrs._internal.errors import ConfigurationError, RequestHandlerDoesNotExist
@@ -21,7 +22,13 @@ from cqrs._internal.events.processor import EventProcessor
 from cqrs._internal.handlers.cor import CORRequestHandler, build_chain
 from cqrs._internal.handlers.request import RequestHandler, StreamingRequestHandler
 from cqrs._internal.messages.events import IEvent
-from cqrs._internal.pipeline.middleware import Middleware, MiddlewareChain, fold
+from cqrs._internal.pipeline.middleware import (
+    Middleware,
+    MiddlewareChain,
+    active,
+    fold,
+    switchable,
+)
 from cqrs._internal.registry import EventMap, RequestMap, describe_types
 from cqrs._internal.streaming import RequestStream, StreamEvents
 
@@ -62,12 +69,15 @@ class _Base:
         self._request_map = request_map
         self._container = wrap_container(container)
         self._scope_strategy = ScopeStrategy(scope_strategy)
+        self._unscoped = self._scope_strategy is ScopeStrategy.NONE
         concurrent = resolve_concurrent_event_handling(
             self._scope_strategy, concurrent_event_handle_enable
         )
         self._event_emitter = event_emitter
         self._event_map = event_map
         self._middlewares = _middlewares_of(middleware_chain)
+        self._switchable = switchable(self._middlewares)
+        self._plans: dict[type[Any], _Plan] = {}
         self._dispatcher_type = dispatcher_type
         self._processor = EventProcessor(
             event_map,
@@ -94,19 +104,35 @@ class _Base:
         """Runs the events produced by handlers."""
         return self._processor
 
-    def _binding(self, request: Any) -> Any:
-        request_type = cast(type[Any], type(request))
+    def _plan_for(self, request: object) -> _Plan:
+        """The cached plan for ``type(request)``; raises when nothing is bound."""
+        request_type = request.__class__
         binding = self._request_map.handler_for(request_type)
         if binding is None:
             raise RequestHandlerDoesNotExist(
-                f"No handler is bound for {type(request).__qualname__}. Bound request types: "
+                f"No handler is bound for {request_type.__qualname__}. Bound request types: "
                 f"{describe_types(self._request_map)}. Bind it in commands_mapper or "
-                f"queries_mapper: mapper.bind({type(request).__qualname__}, YourHandler)."
+                f"queries_mapper: mapper.bind({request_type.__qualname__}, YourHandler)."
             )
-        return binding
+        plan = self._plans[request_type] = _Plan(binding, self._container)
+        return plan
 
-    async def _resolve(self, container: Any, handler_type: type[T]) -> T:
-        return await container.resolve(handler_type)
+    def _middlewares_now(self) -> Sequence[Middleware]:
+        """The middlewares that take part in this call (see ``Middleware.enabled``)."""
+        middlewares = self._middlewares
+        return active(middlewares) if self._switchable else middlewares
+
+
+class _Plan:
+    """How one request type is handled: its binding, and what is known about it up front."""
+
+    __slots__ = ("binding", "build", "chain", "streaming")
+
+    def __init__(self, binding: Any, container: Any) -> None:
+        self.binding = binding
+        self.chain = isinstance(binding, list)
+        self.streaming = not self.chain and issubclass(binding, StreamingRequestHandler)
+        self.build = None if self.chain or self.streaming else container.factory(binding)
 
 
 class RequestMediator(_Base):
@@ -123,20 +149,33 @@ class RequestMediator(_Base):
     follow the emitter's failure policy. Cancelling ``send`` cancels its event handlers.
     """
 
-    async def send(self, request: Any) -> Any:
+    async def send(self, request: object) -> Any:
         """Handle ``request`` and return the handler's result; see the class docstring."""
-        binding = self._binding(request)
+        plan = self._plans.get(request.__class__) or self._plan_for(request)
+        build = plan.build
+        if build is not None and self._unscoped and not scope_is_bound():
+            handler = build()
+            middlewares = self._middlewares_now() if self._middlewares else ()
+            if middlewares:
+                response = await fold(middlewares, handler.handle)(request)
+            else:
+                response = await handler.handle(request)
+            events = handler.events
+            if events:
+                await self._processor.emit_events(events)
+            return response
         if self._scope_strategy is ScopeStrategy.SEND:
             async with enter_scope(self._container) as scoped:
-                return await self._dispatch(binding, request, scoped)
-        return await self._dispatch(binding, request, None)
+                return await self._dispatch(plan, request, scoped)
+        return await self._dispatch(plan, request, None)
 
-    async def _dispatch(self, binding: Any, request: Any, scoped: Any) -> Any:
+    async def _dispatch(self, plan: _Plan, request: Any, scoped: Any) -> Any:
         container = scoped or self._container
-        if isinstance(binding, list):
+        binding = plan.binding
+        if plan.chain:
             chain = cast(list[type[CORRequestHandler[Any, Any]]], binding)
             response, events = await self._run_chain(chain, request, container)
-        elif issubclass(binding, StreamingRequestHandler):
+        elif plan.streaming:
             raise ConfigurationError(
                 f"{type(request).__qualname__} is bound to the streaming handler "
                 f"{binding.__qualname__}; stream it with StreamingRequestMediator.stream(), "
@@ -155,7 +194,7 @@ class RequestMediator(_Base):
         self, handler_type: type[RequestHandler[Any, Any]], request: Any, container: Any
     ) -> tuple[Any, Sequence[IEvent]]:
         handler = await container.resolve(handler_type)
-        middlewares = self._middlewares
+        middlewares = self._middlewares_now()
         if middlewares:
             response = await fold(middlewares, handler.handle)(request)
         else:
@@ -167,7 +206,7 @@ class RequestMediator(_Base):
     ) -> tuple[Any, Sequence[IEvent]]:
         links = [await container.resolve(cls) for cls in classes]
         head = build_chain(links)
-        response = await fold(self._middlewares, head.handle)(request)
+        response = await fold(self._middlewares_now(), head.handle)(request)
         events: list[IEvent] = []
         for link in links:
             events.extend(link.events)
@@ -224,15 +263,16 @@ class StreamingRequestMediator(_Base):
         return self._stream_events
 
     def stream(
-        self, request: Any, *, events: StreamEvents | str | None = None
+        self, request: object, *, events: StreamEvents | str | None = None
     ) -> RequestStream[Any]:
         """Start streaming ``request``; ``events`` overrides the mediator's events policy.
 
         Raises ``RequestHandlerDoesNotExist`` when no handler is bound and
         ``ConfigurationError`` when the bound handler is not a streaming handler.
         """
-        binding = self._binding(request)
-        if isinstance(binding, list) or not issubclass(binding, StreamingRequestHandler):
+        plan = self._plans.get(request.__class__) or self._plan_for(request)
+        binding = plan.binding
+        if not plan.streaming:
             raise ConfigurationError(
                 f"{type(request).__qualname__} is bound to {_name(binding)}, which is not a "
                 "streaming handler; send it with RequestMediator.send(), or bind a "
@@ -240,7 +280,7 @@ class StreamingRequestMediator(_Base):
             )
         opener = self._opener(cast(type[Any], binding))
         policy = self._stream_events if events is None else _stream_events(events)
-        return RequestStream(request, opener, self._processor, self._middlewares, policy)
+        return RequestStream(request, opener, self._processor, self._middlewares_now(), policy)
 
     def _opener(self, handler_type: type[Any]) -> Any:
         strategy = self._scope_strategy
@@ -299,6 +339,7 @@ class EventMediator:
         self._event_map = event_map
         self._container = wrap_container(container)
         self._middlewares = _middlewares_of(middleware_chain)
+        self._switchable = switchable(self._middlewares)
         self._scope_strategy = ScopeStrategy(scope_strategy)
         self._dispatcher_type = dispatcher_type
 
@@ -335,5 +376,6 @@ class EventMediator:
 
     async def _handle(self, handler_type: Any, event: IEvent, container: Any) -> Sequence[IEvent]:
         handler = await container.resolve(handler_type)
-        await fold(self._middlewares, handler.handle)(event)
+        middlewares = active(self._middlewares) if self._switchable else self._middlewares
+        await fold(middlewares, handler.handle)(event)
         return tuple(handler.events)

@@ -17,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
+from cqrs._internal.coro import finish_soon
 from cqrs._internal.errors import ConfigurationError
 from cqrs._internal.events.fanout import FanOut
 from cqrs._internal.events.processor import EventProcessor
-from cqrs._internal.finish import finish_soon
 from cqrs._internal.messages.events import IEvent
 from cqrs._internal.pipeline.middleware import Middleware, wrap_stream
 
@@ -92,6 +93,18 @@ class _Source:
         return events
 
 
+class _NotOpen:
+    """Stands in for the outermost layer until the stream is opened."""
+
+    def __aiter__(self) -> _NotOpen:
+        return self
+
+    async def __anext__(self) -> Any:
+        raise StopAsyncIteration
+
+
+_NOT_OPEN = _NotOpen()
+
 StreamOpener = Callable[[contextlib.AsyncExitStack], Awaitable[tuple[Any, Any]]]
 """Resolves the handler inside the given exit stack; returns ``(handler, scoped container)``."""
 
@@ -109,6 +122,7 @@ class RequestStream(Generic[T]):
 
     __slots__ = (
         "__weakref__",
+        "_direct",
         "_fan",
         "_layers",
         "_middlewares",
@@ -138,7 +152,8 @@ class RequestStream(Generic[T]):
         self._state = _NEW
         self._stack: contextlib.AsyncExitStack | None = None
         self._source: _Source | None = None
-        self._outer: AsyncIterator[Any] | None = None
+        self._outer: AsyncIterator[Any] = _NOT_OPEN
+        self._direct: _Source | None = None
         self._layers: list[AsyncIterator[Any]] = []
         self._fan: FanOut | None = None
 
@@ -160,10 +175,23 @@ class RequestStream(Generic[T]):
             if self._state == _CLOSED:
                 raise StopAsyncIteration
             await self._open()
-        outer = self._outer
-        assert outer is not None
+        source = self._direct
         try:
-            return await outer.__anext__()
+            if source is None:
+                return await self._outer.__anext__()
+            # _Source.__anext__ inlined: without middleware layers this saves a coroutine
+            # frame per item.
+            try:
+                item = await source.agen.__anext__()
+            except BaseException:
+                source.failed = True
+                raise
+            handler = source.handler
+            events = handler.events
+            if events:
+                handler.clear_events()
+                await source.dispatch(events)
+            return item
         except StopAsyncIteration:
             await self._finish(None)
             raise
@@ -215,17 +243,16 @@ class RequestStream(Generic[T]):
                 async def dispatch(events: Sequence[IEvent]) -> None:
                     await fan.submit(jobs_for_all(events))
 
+            elif container is None:
+                dispatch = processor.emit_events
             else:
-
-                async def dispatch(events: Sequence[IEvent]) -> None:
-                    await processor.emit_events(events, container)
+                dispatch = functools.partial(processor.emit_events, container=container)
 
             source = self._source = _Source(handler, agen, dispatch)
             if self._middlewares:
                 self._layers = wrap_stream(self._middlewares, self._request, source)
-                self._outer = self._layers[0]
-            else:
-                self._outer = source
+            self._outer = self._layers[0] if self._layers else source
+            self._direct = source if self._outer is source else None
         except BaseException as exc:
             self._state = _CLOSED
             await self._release_logged(exc)

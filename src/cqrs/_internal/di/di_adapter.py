@@ -126,6 +126,18 @@ class DIContainer:
         async with container.enter_scope(self._scope) as state:
             return cast(T, await plan.solved.execute_async(self._executor, state))
 
+    def factory(self, type_: type[T]) -> Callable[[], T] | None:
+        """A synchronous builder for ``type_`` outside any scope, or ``None`` when its graph
+        has async or generator dependencies (then use :meth:`resolve`).
+
+        Mediators call it once per handler type to skip the coroutine of :meth:`resolve` on
+        every request. Raises like :meth:`resolve` when the graph cannot be solved.
+        """
+        plan = self._plans.get(type_)
+        if plan is None:
+            plan = self._plan(type_)
+        return cast("Callable[[], T] | None", plan.build)
+
     def open_scope(self, context: Mapping[type, Any] | None = None) -> _DIScope:
         """Open a ``di`` scope; entering it yields a ``DIContainer`` bound to that scope.
 
@@ -166,6 +178,10 @@ class _ScopedDIContainer(DIContainer):
         self._state = state
         self._context = context
         self._values: dict[_Plan, dict[Any, Any]] = {}
+
+    def factory(self, type_: type[T]) -> Callable[[], T] | None:
+        """Always ``None``: inside a scope every resolve goes through the scope's state."""
+        return None
 
     async def resolve(self, type_: type[T]) -> T:
         """Build ``type_`` in this scope, reusing the scope's request-scoped objects."""

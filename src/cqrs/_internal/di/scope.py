@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar, Token
 from types import TracebackType
@@ -24,13 +24,13 @@ from cqrs._internal.errors import ScopeStrategyError
 __all__ = [
     "ScopeStrategy",
     "ScopeAwareContainer",
-    "ScopeStrategyError",
     "assert_send_compatible_with_concurrent_events",
     "bind_scope",
     "current_container",
     "enter_scope",
     "handler_scope",
     "resolve_concurrent_event_handling",
+    "scope_is_bound",
     "wrap_container",
 ]
 
@@ -123,6 +123,13 @@ class ScopeAwareContainer(Generic[C]):
             return await self._root.resolve(type_)
         return await binding.container.resolve(type_)
 
+    def factory(self, type_: type[T]) -> Callable[[], T] | None:
+        """The root's synchronous builder for ``type_`` (see ``DIContainer.factory``), or
+        ``None`` when the root has none. Callers must use it only while
+        :func:`scope_is_bound` is false: a bound scope takes precedence over the root."""
+        factory = getattr(self._root, "factory", None)
+        return None if factory is None else factory(type_)
+
     def open_scope(
         self, context: Mapping[type, Any] | None = None
     ) -> AbstractAsyncContextManager[Container[Any]]:
@@ -136,6 +143,11 @@ class ScopeAwareContainer(Generic[C]):
 
     def __repr__(self) -> str:
         return f"ScopeAwareContainer({self._root!r})"
+
+
+def scope_is_bound() -> bool:
+    """True when a scope is bound to the current context (resolves must go through it)."""
+    return _BOUND.get() is not None
 
 
 def wrap_container(container: Container[C]) -> ScopeAwareContainer[C]:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from cqrs._internal.brokers.protocol import Message, MessageBroker
-from cqrs._internal.di.scope import ScopeStrategy, enter_scope, wrap_container
+from cqrs._internal.di.scope import ScopeStrategy, enter_scope, scope_is_bound, wrap_container
 from cqrs._internal.errors import ConfigurationError, NoBrokerError
 from cqrs._internal.events.fanout import Job
 from cqrs._internal.messages.events import IDomainEvent, IEvent, INotificationEvent
@@ -23,6 +23,7 @@ FailurePolicy = Literal["log", "raise"]
 ErrorHook = Callable[[IEvent, Any, Exception], Awaitable[object] | object]
 
 _PUBLISH = "publish to broker"
+_UNKNOWN: Any = object()
 _DEFAULT_SERIALIZER = JsonEventSerializer()
 
 
@@ -64,6 +65,8 @@ class EventEmitter:
         self.failure_policy: FailurePolicy = failure_policy
         self.on_error = on_error
         self._targets: dict[type[Any], tuple[Any, ...]] = {}
+        self._builds: dict[Any, Callable[[], Any] | None] = {}
+        self._unscoped = self._scope_strategy is ScopeStrategy.NONE
 
     @property
     def event_map(self) -> EventMap:
@@ -102,11 +105,13 @@ class EventEmitter:
     def jobs_for_all(self, events: Sequence[IEvent]) -> list[Job]:
         """The jobs for several events, in event order."""
         jobs: list[Job] = []
+        append = jobs.append
         for event in events:
-            targets = self._targets.get(type(event))
+            targets = self._targets.get(event.__class__)
             if targets is None:
-                targets = self._plan(type(event))
-            jobs.extend((event, target) for target in targets)
+                targets = self._plan(event.__class__)
+            for target in targets:
+                append((event, target))
         return jobs
 
     def _plan(self, event_type: type[Any]) -> tuple[Any, ...]:
@@ -141,7 +146,18 @@ class EventEmitter:
             await self._publish(event)
             return []
         try:
-            follow = await self._handle(event, target, container or self._container)
+            if container is None and self._unscoped:
+                build = self._builds.get(target, _UNKNOWN)
+                if build is _UNKNOWN:
+                    build = self._builds[target] = self._container.factory(target)
+                if build is not None and not scope_is_bound():
+                    handler = build()
+                    await handler.handle(event)
+                    follow = handler.events
+                else:
+                    follow = await self._handle(event, target, self._container)
+            else:
+                follow = await self._handle(event, target, container or self._container)
         except Exception as exc:
             await self._report(event, target, exc)
             return []

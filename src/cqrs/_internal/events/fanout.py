@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn, Protocol
+
+from cqrs._internal.coro import await_noticing_wait
 
 __all__ = [
     "ConcurrentPublisher",
@@ -28,7 +30,7 @@ __all__ = [
 Job = tuple[Any, Any]
 """``(event, target)``: the event and the handler class (or publish marker) that takes it."""
 
-Execute = Callable[[Job], Awaitable[Sequence[Job]]]
+Execute = Callable[[Job], Coroutine[Any, Any, Sequence[Job]]]
 
 
 def raise_collected(errors: list[Exception]) -> NoReturn:
@@ -55,6 +57,10 @@ class SequentialPublisher:
 
     async def publish(self, jobs: Sequence[Job], execute: Execute) -> None:
         """Run every job inline; collect failures and raise them at the end."""
+        if len(jobs) == 1:
+            jobs = await execute(jobs[0])
+            if not jobs:
+                return
         queue = collections.deque(jobs)
         errors: list[Exception] = []
         while queue:
@@ -72,7 +78,10 @@ class SequentialPublisher:
 class ConcurrentPublisher:
     """Runs at most ``limit`` jobs at once; a follow-up starts as soon as a slot is free.
 
-    A single job (one event with one handler) runs inline, without a task.
+    The calling task runs jobs itself, one after another. Helper tasks (at most ``limit - 1``)
+    are started only when the job the caller runs actually waits (it goes on waiting in the
+    caller's task, as a plain ``await``). Jobs that never wait therefore cost no task and no
+    loop turn, and a single job runs inline.
     """
 
     def __init__(self, limit: int) -> None:
@@ -82,19 +91,43 @@ class ConcurrentPublisher:
 
     async def publish(self, jobs: Sequence[Job], execute: Execute) -> None:
         """Run ``jobs`` under the limit; collect failures and raise them at the end."""
-        if self.limit == 1:
+        if self.limit == 1 or len(jobs) == 1:
             await _SEQUENTIAL.publish(jobs, execute)
             return
-        if len(jobs) == 1:
-            jobs = await execute(jobs[0])
-            if not jobs:
-                return
-        fan = FanOut(execute, self.limit)
+        queue = collections.deque(jobs)
+        errors: list[Exception] = []
+        helpers: FanOut | None = None
+
+        def start_helpers() -> None:
+            nonlocal helpers
+            if helpers is None:
+                helpers = FanOut(execute, self.limit - 1, queue, errors)
+            helpers.spawn()
+
         try:
-            fan.add(jobs)
-            await fan.drain()
+            while True:
+                while queue:
+                    work = execute(queue.popleft())
+                    try:
+                        if queue:
+                            follow = await await_noticing_wait(work, start_helpers)
+                        else:
+                            follow = await work
+                    except Exception as exc:
+                        errors.append(exc)
+                        follow = ()
+                    if follow:
+                        queue.extend(follow)
+                if helpers is None or not helpers.running:
+                    break
+                await helpers.wait_idle()
+            if helpers is not None:
+                helpers.raise_failures()
+            elif errors:
+                raise_collected(errors)
         finally:
-            fan.cancel()
+            if helpers is not None:
+                helpers.cancel()
 
 
 _SEQUENTIAL = SequentialPublisher()
@@ -103,19 +136,27 @@ _SEQUENTIAL = SequentialPublisher()
 class FanOut:
     """A pool of at most ``limit`` worker tasks that drain a shared job queue.
 
-    Used one-shot by :class:`ConcurrentPublisher` and long-lived by concurrent streams
-    (:meth:`submit` applies backpressure there). The owner must call :meth:`drain` or
-    :meth:`cancel`; nothing here outlives its owner.
+    Long-lived in concurrent streams (:meth:`submit` applies backpressure there) and the helper
+    pool of :class:`ConcurrentPublisher`. The owner must call :meth:`drain` or :meth:`cancel`;
+    nothing here outlives its owner.
     """
 
-    __slots__ = ("_crash", "_errors", "_execute", "_idle", "_limit", "_queue", "_running", "_space")
+    __slots__ = ("_crash", "_execute", "_idle", "_limit", "_space", "_unstarted", "errors",
+                 "queue", "running")  # fmt: skip
 
-    def __init__(self, execute: Execute, limit: int) -> None:
+    def __init__(
+        self,
+        execute: Execute,
+        limit: int,
+        queue: collections.deque[Job] | None = None,
+        errors: list[Exception] | None = None,
+    ) -> None:
         self._execute = execute
         self._limit = limit
-        self._queue: collections.deque[Job] = collections.deque()
-        self._running: dict[asyncio.Task[None], Job | None] = {}
-        self._errors: list[Exception] = []
+        self.queue: collections.deque[Job] = collections.deque() if queue is None else queue
+        self.running: dict[asyncio.Task[None], Job | None] = {}
+        self.errors: list[Exception] = [] if errors is None else errors
+        self._unstarted: set[asyncio.Task[None]] = set()
         self._crash: BaseException | None = None
         self._idle: asyncio.Future[None] | None = None
         self._space: asyncio.Future[None] | None = None
@@ -123,82 +164,95 @@ class FanOut:
     @property
     def busy(self) -> bool:
         """True while a job is queued or running."""
-        return bool(self._queue or self._running)
+        return bool(self.queue or self.running)
 
     def add(self, jobs: Sequence[Job]) -> None:
         """Queue ``jobs`` and start workers up to the limit."""
-        self._queue.extend(jobs)
-        self._spawn()
+        self.queue.extend(jobs)
+        self.spawn()
 
     async def submit(self, jobs: Sequence[Job]) -> None:
         """Queue ``jobs`` once fewer than ``limit`` jobs are waiting (backpressure)."""
-        while len(self._queue) >= self._limit:
+        while len(self.queue) >= self._limit:
             if self._space is None or self._space.done():
                 self._space = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._space)
+            await self._space
         self.add(jobs)
+
+    async def wait_idle(self) -> None:
+        """Wait until no worker is running."""
+        while self.running:
+            if self._idle is None or self._idle.done():
+                self._idle = asyncio.get_running_loop().create_future()
+            await self._idle
 
     async def drain(self) -> None:
         """Wait until every job, follow-ups included, is done; then raise collected failures."""
-        while self._running:
-            if self._idle is None or self._idle.done():
-                self._idle = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._idle)
+        await self.wait_idle()
+        self.raise_failures()
+
+    def raise_failures(self) -> None:
+        """Raise a worker crash, else the collected job failures, if any."""
         if self._crash is not None:
             raise self._crash
-        if self._errors:
-            errors, self._errors = self._errors, []
+        if self.errors:
+            errors = self.errors[:]
+            self.errors.clear()
             raise_collected(errors)
 
     def cancel(self) -> list[Job]:
         """Cancel every running job and drop the queue; return the jobs that did not finish."""
-        abandoned = [job for job in self._running.values() if job is not None]
-        abandoned.extend(self._queue)
-        self._queue.clear()
-        for task in self._running:
+        abandoned = [job for job in self.running.values() if job is not None]
+        abandoned.extend(self.queue)
+        self.queue.clear()
+        for task in self.running:
             task.cancel()
         return abandoned
 
-    def _spawn(self) -> None:
-        if len(self._running) >= self._limit or not self._queue:
+    def spawn(self) -> None:
+        """Start workers while there are more queued jobs than starting workers."""
+        if not self.queue or len(self.running) >= self._limit:
             return
         loop = asyncio.get_running_loop()
-        while self._queue and len(self._running) < self._limit:
+        while len(self.running) < self._limit and len(self._unstarted) < len(self.queue):
             task = loop.create_task(self._work())
-            self._running[task] = None
+            self.running[task] = None
+            self._unstarted.add(task)
             task.add_done_callback(self._finished)
 
     async def _work(self) -> None:
-        queue = self._queue
+        queue = self.queue
         task = asyncio.current_task()
         assert task is not None
+        self._unstarted.discard(task)
         while queue:
             job = queue.popleft()
-            self._running[task] = job
+            self.running[task] = job
             space = self._space
             if space is not None and not space.done():
                 space.set_result(None)
             try:
                 follow = await self._execute(job)
             except Exception as exc:
-                self._errors.append(exc)
+                self.errors.append(exc)
                 continue
             finally:
-                self._running[task] = None
+                self.running[task] = None
             if follow:
                 queue.extend(follow)
-                self._spawn()
+                self.spawn()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task, None)
+        self.running.pop(task, None)
+        self._unstarted.discard(task)
         if not task.cancelled():
             crash = task.exception()
             if crash is not None and self._crash is None:
                 self._crash = crash
-        if self._queue and self._crash is None:
+        if self.queue and self._crash is None:
             # Jobs added while this worker was exiting found the pool full: start one now.
-            self._spawn()
-        if not self._running:
+            self.spawn()
+        if not self.running:
             for waiter in (self._idle, self._space):
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)

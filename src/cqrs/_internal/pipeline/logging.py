@@ -26,6 +26,11 @@ class LoggingMiddleware:
     the given middlewares already contain one. It never changes the request or the response.
     """
 
+    @property
+    def enabled(self) -> bool:
+        """False while DEBUG is off for the ``cqrs`` logger: mediators then skip this layer."""
+        return logger.isEnabledFor(logging.DEBUG)
+
     async def __call__(self, request: Any, handle: HandleType) -> Any:
         """Log ``request``, await ``handle(request)``, log the response, return it."""
         if not logger.isEnabledFor(logging.DEBUG):

@@ -10,13 +10,16 @@ One idea serves unary calls and streams. A middleware is an object with
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from cqrs._internal.errors import ConfigurationError
 
 __all__ = [
     "HandleType",
+    "active",
+    "fold",
+    "switchable",
     "Middleware",
     "MiddlewareChain",
     "SagaMiddleware",
@@ -96,15 +99,31 @@ def _require_middleware(item: object) -> None:
         )
 
 
-def fold(middlewares: Iterable[Middleware], handle: HandleType) -> HandleType:
+def fold(middlewares: Sequence[Middleware], handle: HandleType) -> HandleType:
     """Wrap ``handle`` in ``middlewares``, the first one outermost."""
-    for middleware in reversed(tuple(middlewares)):
+    for middleware in reversed(middlewares):
         handle = functools.partial(middleware, handle=handle)
     return handle
 
 
+def switchable(middlewares: Sequence[Middleware]) -> bool:
+    """True when a middleware of the sequence has an ``enabled`` attribute."""
+    return any(hasattr(m, "enabled") for m in middlewares)
+
+
+def active(middlewares: Sequence[Middleware]) -> Sequence[Middleware]:
+    """The middlewares whose optional ``enabled`` attribute is not false, in order.
+
+    A middleware may define ``enabled`` (usually a property) to be skipped for a call while it
+    has nothing to do; ``LoggingMiddleware`` is disabled while DEBUG logging is off.
+    """
+    if len(middlewares) == 1:
+        return middlewares if getattr(middlewares[0], "enabled", True) else ()
+    return tuple(m for m in middlewares if getattr(m, "enabled", True))
+
+
 def wrap_stream(
-    middlewares: Iterable[Middleware], request: Any, items: AsyncIterator[Any]
+    middlewares: Sequence[Middleware], request: Any, items: AsyncIterator[Any]
 ) -> list[AsyncIterator[Any]]:
     """Apply ``middlewares`` to a stream; return every layer, outermost first.
 
@@ -112,7 +131,7 @@ def wrap_stream(
     consumer stops: closing does not depend on middlewares closing what they wrap.
     """
     layers: list[AsyncIterator[Any]] = [items]
-    for middleware in reversed(tuple(middlewares)):
+    for middleware in reversed(active(middlewares)):
         wrap = getattr(middleware, "stream", None)
         inner = layers[0]
         outer = wrap(request, inner) if wrap is not None else _PerItem(middleware, request, inner)
