@@ -12,25 +12,6 @@ import cqrs
 from cqrs.requests import bootstrap
 
 
-class Journal:
-    """Records what handlers did, in order, and tracks how many run at once."""
-
-    def __init__(self) -> None:
-        self.entries: list[Any] = []
-        self.running = 0
-        self.peak = 0
-
-    def enter(self) -> None:
-        self.running += 1
-        self.peak = max(self.peak, self.running)
-
-    def leave(self) -> None:
-        self.running -= 1
-
-
-JOURNAL = Journal()
-
-
 class Ping(cqrs.Request):
     n: int = 0
 
@@ -43,10 +24,6 @@ class Tick(cqrs.DomainEvent, frozen=True):
     n: int
 
 
-class Boom(cqrs.DomainEvent, frozen=True):
-    n: int
-
-
 class Batch(cqrs.Request):
     count: int
     events_per_item: int = 0
@@ -54,13 +31,10 @@ class Batch(cqrs.Request):
     events_after_last: int = 0
 
 
-def make_streaming(
-    commands: dict[type[Any], type[Any]],
-    events: dict[type[Any], list[type[Any]]] | None = None,
-    **kwargs: Any,
-) -> cqrs.StreamingRequestMediator:
-    """A streaming mediator over a fresh di.Container."""
+Bindings = dict[type[Any], Any]
 
+
+def _mappers(commands: Bindings, events: dict[type[Any], list[type[Any]]] | None) -> dict[str, Any]:
     def commands_mapper(mapper: cqrs.RequestMap) -> None:
         for request_type, handler in commands.items():
             mapper.bind(request_type, handler)
@@ -70,36 +44,23 @@ def make_streaming(
             for handler in handlers:
                 mapper.bind(event_type, handler)
 
+    return {"commands_mapper": commands_mapper, "domain_events_mapper": events_mapper}
+
+
+def make_streaming(
+    commands: Bindings, events: dict[type[Any], list[type[Any]]] | None = None, **kwargs: Any
+) -> cqrs.StreamingRequestMediator:
+    """A streaming mediator over a fresh di.Container."""
     return bootstrap.bootstrap_streaming(
-        di_container=di.Container(),
-        commands_mapper=commands_mapper,
-        domain_events_mapper=events_mapper,
-        **kwargs,
+        di_container=di.Container(), **_mappers(commands, events), **kwargs
     )
 
 
 def make_mediator(
-    commands: dict[type[Any], type[Any]],
-    events: dict[type[Any], list[type[Any]]] | None = None,
-    **kwargs: Any,
+    commands: Bindings, events: dict[type[Any], list[type[Any]]] | None = None, **kwargs: Any
 ) -> cqrs.RequestMediator:
     """A request mediator over a fresh di.Container."""
-
-    def commands_mapper(mapper: cqrs.RequestMap) -> None:
-        for request_type, handler in commands.items():
-            mapper.bind(request_type, handler)
-
-    def events_mapper(mapper: cqrs.EventMap) -> None:
-        for event_type, handlers in (events or {}).items():
-            for handler in handlers:
-                mapper.bind(event_type, handler)
-
-    return bootstrap.bootstrap(
-        di_container=di.Container(),
-        commands_mapper=commands_mapper,
-        domain_events_mapper=events_mapper,
-        **kwargs,
-    )
+    return bootstrap.bootstrap(di_container=di.Container(), **_mappers(commands, events), **kwargs)
 
 
 async def collect(stream: AsyncIterator[Any]) -> list[Any]:

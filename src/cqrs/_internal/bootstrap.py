@@ -131,6 +131,32 @@ def build_emitter(
     )
 
 
+def _prepare(
+    di_container: Any,
+    on_startup: Iterable[Callable[[], object]] | None,
+    scope_strategy: ScopeStrategy,
+    domain_events_mapper: Mapper | None,
+    message_broker: MessageBroker | None,
+    serializer: EventSerializer | None,
+    failure_policy: FailurePolicy,
+    on_error: ErrorHook | None,
+) -> tuple[Any, ScopeStrategy, EventEmitter]:
+    """The common first steps of the one-call bootstraps: hooks, container, emitter."""
+    run_on_startup(on_startup)
+    container = adapt_container(di_container)
+    strategy = ScopeStrategy(scope_strategy)
+    emitter = build_emitter(
+        container,
+        domain_events_mapper,
+        message_broker if message_broker is not None else DevnullMessageBroker(),
+        strategy,
+        serializer,
+        failure_policy,
+        on_error,
+    )
+    return container, strategy, emitter
+
+
 def setup_event_emitter(
     container: Any,
     domain_events_mapper: Mapper | None = None,
@@ -244,14 +270,12 @@ def bootstrap(
     called with ``(event, handler, exc)``), ``event_publisher`` (your own scheduling strategy).
     Raises ``ConfigurationError`` for any argument of the wrong kind and for a bad binding.
     """
-    run_on_startup(on_startup)
-    container = adapt_container(di_container)
-    strategy = ScopeStrategy(scope_strategy)
-    emitter = build_emitter(
-        container,
+    container, strategy, emitter = _prepare(
+        di_container,
+        on_startup,
+        scope_strategy,
         domain_events_mapper,
-        message_broker if message_broker is not None else DevnullMessageBroker(),
-        strategy,
+        message_broker,
         serializer,
         event_failure_policy,
         on_event_error,
@@ -295,14 +319,12 @@ def bootstrap_streaming(
     events in a bounded background pipeline). ``concurrent_event_handle_enable=True`` lets up to
     ``max_concurrent_event_handlers`` (default 10) handlers run at once.
     """
-    run_on_startup(on_startup)
-    container = adapt_container(di_container)
-    strategy = ScopeStrategy(scope_strategy)
-    emitter = build_emitter(
-        container,
+    container, strategy, emitter = _prepare(
+        di_container,
+        on_startup,
+        scope_strategy,
         domain_events_mapper,
-        message_broker if message_broker is not None else DevnullMessageBroker(),
-        strategy,
+        message_broker,
         serializer,
         event_failure_policy,
         on_event_error,

@@ -16,7 +16,6 @@ environment variable of the same name once, when this module is first imported, 
 ``"output_topic"`` when the variable is unset. No ``.env`` file is read.
 """
 
-import abc
 import dataclasses
 import os
 import uuid
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 import pydantic
 from typing_extensions import dataclass_transform
 
+from cqrs._internal.messages._base import DictMessage
 from cqrs._internal.messages._camel import from_camel_dict, to_camel_dict
 
 __all__ = [
@@ -57,7 +57,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class IEvent(abc.ABC):
+class IEvent(DictMessage):
     """Interface of every event: a value that converts to and from a plain dict.
 
     Subclass ``DomainEvent`` or ``NotificationEvent`` (or their dataclass variants) rather
@@ -65,15 +65,6 @@ class IEvent(abc.ABC):
     routed anywhere. Instantiating it, or a subclass that does not implement both methods,
     raises ``TypeError``.
     """
-
-    @abc.abstractmethod
-    def to_dict(self) -> dict[str, Any]:
-        """Return the event as a dict of its fields."""
-
-    @classmethod
-    @abc.abstractmethod
-    def from_dict(cls, **kwargs: Any) -> Self:
-        """Build an event from its fields given as keyword arguments."""
 
 
 class IDomainEvent(IEvent):
@@ -146,21 +137,15 @@ class PydanticEvent(pydantic.BaseModel, IEvent, metaclass=_FrozenModelMetaclass)
 
     model_config = pydantic.ConfigDict(frozen=True)
 
+    # The same two methods as PydanticDict's: inheriting from that non-frozen model would make
+    # type checkers reject the frozen event classes.
     def to_dict(self) -> dict[str, Any]:
-        """Return ``model_dump(mode="python")``.
-
-        Keys are the field names; UUID and datetime values stay Python objects (use
-        ``model_dump(mode="json")`` for JSON-ready values).
-        """
+        """Return ``model_dump(mode="python")`` (UUIDs and datetimes stay Python objects)."""
         return self.model_dump(mode="python")
 
     @classmethod
     def from_dict(cls, **kwargs: Any) -> Self:
-        """Return ``model_validate(kwargs)``.
-
-        Values are validated and coerced (ISO strings become datetimes, strings become
-        UUIDs, dicts become nested models). Raises ``pydantic.ValidationError``.
-        """
+        """Return ``model_validate(kwargs)``; raises ``pydantic.ValidationError``."""
         return cls.model_validate(kwargs)
 
 
