@@ -279,7 +279,7 @@ class RequestStream(Generic[T]):
     async def _release_logged(self, exc: BaseException | None) -> None:
         """Release after ``exc`` (which the caller raises); a cleanup error is only logged."""
         error = await self._release(cancelled=isinstance(exc, asyncio.CancelledError))
-        if error is not None and error is not exc:
+        if error is not None and error is not exc and not isinstance(error, asyncio.CancelledError):
             logger.error(
                 "Error while closing the stream of %s",
                 type(self._request).__qualname__,
@@ -322,8 +322,10 @@ class RequestStream(Generic[T]):
                     len(abandoned),
                     ", ".join(type(event).__qualname__ for event, _ in abandoned),
                 )
-            with contextlib.suppress(BaseException):
-                await fan.drain()
+            try:
+                await fan.wait_idle()
+            except asyncio.CancelledError as exc:  # cancelled again: finish closing first
+                first_error = first_error or exc
         if source is not None and not cancelled:
             late = source.handler.events
             if late:
