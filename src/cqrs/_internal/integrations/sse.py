@@ -1,7 +1,7 @@
 """An ASGI response that sends SSE frames, with heartbeats and immediate disconnect handling.
 
-Framework-agnostic at the ASGI level (it subclasses Starlette's ``Response`` only so that
-FastAPI and Starlette accept it as a return value).
+It speaks plain ASGI; it subclasses Starlette's ``StreamingResponse`` so that FastAPI and
+Starlette accept it as an endpoint's return value.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from starlette.responses import StreamingResponse
+
 from cqrs._internal.integrations.frames import Frame, SSESettings, encode_comment, encode_frame
 from cqrs._internal.streaming import RequestStream
 
 __all__ = ["SSEResponse", "frames_of", "server_sent_events"]
 
 logger = logging.getLogger("cqrs")
-
-from starlette.responses import StreamingResponse
 
 
 class _ClientGone(Exception):
