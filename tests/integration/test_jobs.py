@@ -1,0 +1,167 @@
+"""Resumable jobs over the in-memory replay buffer, at the ASGI level."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import fastapi
+import pytest
+
+from cqrs.integrations.fastapi import (
+    JobState,
+    MemoryReplayBuffer,
+    SSESettings,
+    StreamJobs,
+    jobs_router,
+)
+from tests.conftest import other_tasks
+from tests.integration.sse_support import (
+    FINALLY,
+    PROCESSED,
+    client,
+    make_mediator,
+    parse_frames,
+)
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    PROCESSED.clear()
+    FINALLY.clear()
+
+
+def make_app(**buffer: Any) -> tuple[fastapi.FastAPI, StreamJobs]:
+    from tests.integration.sse_support import Count
+
+    jobs = StreamJobs(make_mediator, buffer=MemoryReplayBuffer(**buffer), settings=SSESettings())
+    app = fastapi.FastAPI()
+    app.include_router(jobs_router(jobs, {"count": Count}))
+    return app, jobs
+
+
+async def start(http: Any, **body: Any) -> str:
+    response = await http.post("/jobs/count", json=body)
+    assert response.status_code == 202
+    payload = response.json()
+    assert payload["events_url"] == f"/jobs/{payload['job_id']}/events"
+    return str(payload["events_url"])
+
+
+async def test_a_job_streams_all_frames_and_runs_once() -> None:
+    app, jobs = make_app()
+    async with client(app) as http, jobs:
+        url = await start(http, n=3)
+        frames = parse_frames((await http.get(url)).text)
+        again = parse_frames((await http.get(url)).text)
+    assert [f.get("event") for f in frames] == [
+        "start",
+        "progress",
+        "progress",
+        "progress",
+        "complete",
+    ]
+    assert frames == again
+    assert PROCESSED == [0, 1, 2]
+
+
+@pytest.mark.parametrize("how", ["header", "query"])
+async def test_resume_after_an_id_never_reruns_the_command(how: str) -> None:
+    app, jobs = make_app()
+    async with client(app) as http, jobs:
+        url = await start(http, n=4, delay=0.01)
+        if how == "header":
+            response = await http.get(url, headers={"Last-Event-ID": "2"})
+        else:
+            response = await http.get(url, params={"last": "2"})
+    frames = parse_frames(response.text)
+    assert [f["id"] for f in frames] == ["3", "4", "5"]
+    assert frames[0]["retry"] == "3000"
+    assert frames[-1]["event"] == "complete"
+    assert PROCESSED == [0, 1, 2, 3]
+
+
+async def test_several_readers_follow_one_job_live() -> None:
+    app, jobs = make_app()
+    async with client(app) as http, jobs:
+        url = await start(http, n=5, delay=0.02)
+        bodies = await asyncio.gather(*(http.get(url) for _ in range(3)))
+    expected = [str(i) for i in range(1, 7)]
+    for body in bodies:
+        assert [f["id"] for f in parse_frames(body.text) if "id" in f] == expected
+    assert PROCESSED == [0, 1, 2, 3, 4]
+
+
+async def test_unknown_job_is_404_and_bad_last_id_is_400() -> None:
+    app, jobs = make_app()
+    async with client(app) as http, jobs:
+        assert (await http.get("/jobs/nope/events")).status_code == 404
+        url = await start(http, n=1)
+        response = await http.get(url, headers={"Last-Event-ID": "soon"})
+    assert response.status_code == 400
+    assert "Invalid last event id" in response.json()["detail"]
+
+
+async def test_an_expired_job_is_410() -> None:
+    app, jobs = make_app(ttl=0.05)
+    async with client(app) as http, jobs:
+        url = await start(http, n=1)
+        assert (await http.get(url)).status_code == 200
+        await asyncio.sleep(0.1)
+        response = await http.get(url)
+    assert response.status_code == 410
+    assert "expired" in response.json()["detail"]
+
+
+async def test_resuming_before_the_kept_frames_ends_with_an_error_frame() -> None:
+    app, jobs = make_app(max_frames=2)
+    async with client(app) as http, jobs:
+        url = await start(http, n=5)
+        await http.get(url)
+        frames = parse_frames((await http.get(url, params={"last": "1"})).text)
+    assert frames[-1]["event"] == "error"
+
+
+async def test_cancelling_a_job_closes_its_handler_and_ends_the_stream() -> None:
+    app, jobs = make_app()
+    async with client(app) as http, jobs:
+        url = await start(http, n=100, delay=0.02)
+        job_id = url.split("/")[2]
+        await asyncio.sleep(0.05)
+        assert (await http.delete(f"/jobs/{job_id}")).status_code == 204
+        frames = parse_frames((await http.get(url)).text)
+        assert (await http.delete(f"/jobs/{job_id}")).status_code == 404
+    assert frames[-1]["data"] == {"type": "error", "message": "The job was cancelled."}
+    assert FINALLY == ["finally"]
+    assert len(PROCESSED) < 100
+
+
+async def test_a_failing_job_ends_with_a_safe_error_frame() -> None:
+    app, jobs = make_app()
+    async with client(app) as http, jobs:
+        url = await start(http, n=3, fail_at=1)
+        frames = parse_frames((await http.get(url)).text)
+        state = await jobs.state(url.split("/")[2])
+    assert frames[-1]["data"]["message"] == "The stream failed on the server."
+    assert state is JobState.DONE
+
+
+async def test_closing_the_jobs_cancels_running_ones_and_leaves_no_task() -> None:
+    app, jobs = make_app()
+    async with client(app) as http:
+        await start(http, n=100, delay=0.05)
+        await asyncio.sleep(0.02)
+        assert jobs.running == 1
+        await jobs.aclose()
+    assert FINALLY == ["finally"]
+    assert jobs.running == 0
+    assert not other_tasks()
+
+
+async def test_job_ids_are_unguessable() -> None:
+    app, jobs = make_app()
+    async with client(app) as http, jobs:
+        urls = {await start(http, n=0) for _ in range(20)}
+    ids = {u.split("/")[2] for u in urls}
+    assert len(ids) == 20
+    assert all(len(i) >= 22 for i in ids)
