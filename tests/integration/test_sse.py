@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import fastapi
 import pytest
@@ -180,7 +180,7 @@ async def test_mediator_dependency_builds_the_mediator_once() -> None:
     dependency = mediator_dependency(factory)
 
     @app.post("/count")
-    async def count(command: Count, mediator: Any = fastapi.Depends(dependency)) -> Any:
+    async def count(command: Count, mediator: Annotated[Any, fastapi.Depends(dependency)]) -> Any:
         return sse_response(mediator.stream(command))
 
     async with client(app) as http:
