@@ -169,21 +169,25 @@ async def test_fastapi_native_sse_endpoints_can_yield_our_events() -> None:
     assert frames[2]["id"] == "2"
 
 
+BUILT: list[int] = []
+
+
+def _counted_factory() -> Any:
+    BUILT.append(1)
+    return make_mediator()
+
+
+MEDIATOR = mediator_dependency(_counted_factory)
+
+
 async def test_mediator_dependency_builds_the_mediator_once() -> None:
-    built: list[int] = []
-
-    def factory() -> Any:
-        built.append(1)
-        return make_mediator()
-
     app = fastapi.FastAPI()
-    dependency = mediator_dependency(factory)
 
     @app.post("/count")
-    async def count(command: Count, mediator: Annotated[Any, fastapi.Depends(dependency)]) -> Any:
+    async def count(command: Count, mediator: Annotated[Any, fastapi.Depends(MEDIATOR)]) -> Any:
         return sse_response(mediator.stream(command))
 
     async with client(app) as http:
         for _ in range(3):
             assert (await http.post("/count", json={"n": 1})).status_code == 200
-    assert built == [1]
+    assert BUILT == [1]
