@@ -44,9 +44,10 @@ def _middlewares_of(chain: MiddlewareChain | None) -> tuple[Middleware, ...]:
 
 
 class _Base:
-    """What request and streaming mediators share: lookup, container, scopes, events."""
+    """What request and streaming mediators share: lookup, container, scopes, events.
 
-    _mode = "send"
+    ``dispatcher_type`` is accepted for 4.x signatures and ignored: dispatch is built in.
+    """
 
     def __init__(
         self,
@@ -73,12 +74,9 @@ class _Base:
         concurrent = resolve_concurrent_event_handling(
             self._scope_strategy, concurrent_event_handle_enable
         )
-        self._event_emitter = event_emitter
-        self._event_map = event_map
         self._middlewares = _middlewares_of(middleware_chain)
         self._switchable = switchable(self._middlewares)
         self._plans: dict[type[Any], _Plan] = {}
-        self._dispatcher_type = dispatcher_type
         self._processor = EventProcessor(
             event_map,
             event_emitter,
@@ -341,7 +339,6 @@ class EventMediator:
         self._middlewares = _middlewares_of(middleware_chain)
         self._switchable = switchable(self._middlewares)
         self._scope_strategy = ScopeStrategy(scope_strategy)
-        self._dispatcher_type = dispatcher_type
 
     @property
     def event_map(self) -> EventMap:
