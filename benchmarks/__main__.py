@@ -10,12 +10,11 @@ import argparse
 import asyncio
 import sys
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from benchmarks import latency, memory, startup, throughput
-from benchmarks.report import Row, format_table, write_json
+from benchmarks import latency, memory, sse, startup, throughput
+from benchmarks.report import Row, failed_row, format_table, write_json
 from benchmarks.settings import FULL, QUICK, Settings
 
 AsyncCase = Callable[[Settings], Awaitable[Row | list[Row]]]
@@ -30,11 +29,6 @@ ASYNC_CASES: tuple[tuple[str, AsyncCase], ...] = (
 )
 
 
-def _failed(name: str, exc: BaseException) -> Row:
-    traceback.print_exception(exc)
-    return Row(name=name, unit="-", error=f"{type(exc).__name__}: {exc}")
-
-
 async def run_async_cases(settings: Settings) -> list[Row]:
     """Rows 1-5 and memory, all on this one event loop; a failing case becomes an ERROR row."""
     rows: list[Row] = []
@@ -42,19 +36,21 @@ async def run_async_cases(settings: Settings) -> list[Row]:
         try:
             result = await case(settings)
         except Exception as exc:  # reported as an ERROR row
-            rows.append(_failed(name, exc))
+            rows.append(failed_row(name, exc))
             continue
         rows.extend(result if isinstance(result, list) else [result])
     return rows
 
 
 def run_suite(settings: Settings) -> list[Row]:
-    """Every row: the async ones inside one ``asyncio.run``, then the import rows."""
+    """Every row: the async ones inside one ``asyncio.run``, then the SSE rows against a
+    uvicorn subprocess (they make their own ERROR rows), then the import rows."""
     rows = asyncio.run(run_async_cases(settings))
+    rows.extend(sse.sse_rows(settings))
     try:
         rows.extend(startup.import_rows(settings.import_runs))
     except Exception as exc:  # reported as an ERROR row
-        rows.append(_failed("import cqrs", exc))
+        rows.append(failed_row("import cqrs", exc))
     return rows
 
 

@@ -6,17 +6,19 @@ import json
 import os
 import platform
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-TargetOn = Literal["ours", "overhead"]
+TargetOn = Literal["ours", "overhead", "percent"]
 
 
 @dataclass(frozen=True)
 class Target:
-    """A limit on ``ours`` or on ``ours - baseline``, in the row's unit (``< limit`` if strict)."""
+    """A limit on ``ours``, on ``ours - baseline`` (both in the row's unit), or on the overhead
+    in percent of the baseline (``percent``); ``< limit`` if strict, else ``<= limit``."""
 
     on: TargetOn
     limit: float
@@ -24,13 +26,19 @@ class Target:
 
     def met(self, ours: float, baseline: float) -> bool:
         """True when the measured value is within the limit."""
-        value = ours if self.on == "ours" else ours - baseline
+        if self.on == "ours":
+            value = ours
+        elif self.on == "overhead":
+            value = ours - baseline
+        else:
+            value = (ours - baseline) / baseline * 100 if baseline else float("inf")
         return value < self.limit if self.strict else value <= self.limit
 
     def describe(self, unit: str) -> str:
-        """E.g. ``ours <= 1.5 µs`` or ``+ < 150 ms``."""
+        """E.g. ``ours <= 1.5 µs``, ``over < 150 ms`` or ``over <= 3 %``."""
         what = "ours" if self.on == "ours" else "over"
-        return f"{what} {'<' if self.strict else '<='} {self.limit:g} {unit}"
+        shown = "%" if self.on == "percent" else unit
+        return f"{what} {'<' if self.strict else '<='} {self.limit:g} {shown}"
 
 
 @dataclass
@@ -45,18 +53,21 @@ class Row:
     note: str = ""
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict[str, Any])
+    lower_bounds: tuple[str, ...] = ()
+    """``"ours"`` and/or ``"baseline"`` when that value is only a lower bound (the operation
+    did not finish within the time waited); shown as ``> value``, with no overhead or ratio."""
 
     @property
     def overhead(self) -> float | None:
         """``ours - baseline``."""
-        if self.ours is None or self.baseline is None:
+        if self.ours is None or self.baseline is None or self.lower_bounds:
             return None
         return self.ours - self.baseline
 
     @property
     def ratio(self) -> float | None:
         """``ours / baseline``."""
-        if self.ours is None or not self.baseline:
+        if self.ours is None or not self.baseline or self.lower_bounds:
             return None
         return self.ours / self.baseline
 
@@ -83,6 +94,7 @@ class Row:
             "status": self.status,
             "note": self.note,
             "error": self.error,
+            "lower_bounds": list(self.lower_bounds),
         }
         data["details"] = self.details
         return data
@@ -98,20 +110,34 @@ def _num(value: float | None) -> str:
     return f"{value:.3f}"
 
 
+def _ratio(row: Row) -> str:
+    ratio = row.ratio
+    if ratio is None:
+        return "-"
+    # a target in percent needs the second decimal to be read off the table
+    precise = row.target is not None and row.target.on == "percent"
+    return f"{ratio:.2f}x" if precise else f"{ratio:.1f}x"
+
+
+def failed_row(name: str, exc: BaseException) -> Row:
+    """An ``ERROR`` row for a case that raised; the traceback goes to stderr."""
+    traceback.print_exception(exc)
+    return Row(name=name, unit="-", error=f"{type(exc).__name__}: {exc}")
+
+
 def format_table(rows: Sequence[Row]) -> str:
     """The rows as an aligned text table; notes and errors are listed under it."""
     header = ("row", "unit", "ours", "baseline", "overhead", "ratio", "target", "status")
     lines = [header]
     for row in rows:
-        ratio = row.ratio
         lines.append(
             (
                 row.name,
                 row.unit,
-                _num(row.ours),
-                _num(row.baseline),
+                ("> " if "ours" in row.lower_bounds else "") + _num(row.ours),
+                ("> " if "baseline" in row.lower_bounds else "") + _num(row.baseline),
                 _num(row.overhead),
-                "-" if ratio is None else f"{ratio:.1f}x",
+                _ratio(row),
                 "-" if row.target is None else row.target.describe(row.unit),
                 row.status,
             )

@@ -23,6 +23,16 @@ class Settings:
     """Fresh interpreters per variant in the import rows (row 6)."""
     memory_items: int
     """Items streamed under tracemalloc."""
+    sse_items: int
+    """Items per SSE response through uvicorn (row 7)."""
+    sse_requests: int
+    """Responses per measurement (row 7): server CPU is read before and after them."""
+    sse_rounds: int
+    """Measurements of ours and of the raw response, alternating (row 7)."""
+    disconnect_runs: int
+    """Disconnects per variant (row 8)."""
+    disconnect_wait_s: float
+    """How long to wait for a ``finally`` after the disconnect before giving up (row 8)."""
 
 
 FULL = Settings(
@@ -34,6 +44,11 @@ FULL = Settings(
     latency_items=3,
     import_runs=10,
     memory_items=10_000,
+    sse_items=2_000,
+    sse_requests=5,
+    sse_rounds=9,
+    disconnect_runs=20,
+    disconnect_wait_s=2.0,
 )
 
 QUICK = Settings(
@@ -45,4 +60,9 @@ QUICK = Settings(
     latency_items=3,
     import_runs=3,
     memory_items=2_000,
+    sse_items=300,
+    sse_requests=3,
+    sse_rounds=3,
+    disconnect_runs=5,
+    disconnect_wait_s=0.5,
 )
