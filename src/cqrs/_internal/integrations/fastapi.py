@@ -3,8 +3,9 @@ router for resumable jobs."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from cqrs._internal.errors import missing_extra
@@ -43,7 +44,7 @@ def sse_response(
     chosen = settings or SSESettings()
     if overrides:
         chosen = dataclasses.replace(chosen, **overrides)
-    return SSEResponse(frames_of(stream, chosen), chosen)
+    return SSEResponse(frames_of(stream, chosen, encoded=True), chosen)
 
 
 def mediator_dependency(factory: Callable[[], M]) -> Callable[[], Awaitable[M]]:
@@ -119,12 +120,13 @@ def jobs_router(
     return router
 
 
-async def _gap_safe(jobs: StreamJobs, job_id: str, after: int) -> AsyncIterator[Frame]:
+async def _gap_safe(jobs: StreamJobs, job_id: str, after: int) -> AsyncGenerator[Frame, None]:
     """The job's frames; a replay gap ends the stream with an error frame (the HTTP status
     is already sent when the gap is found)."""
     try:
-        async for frame in await jobs.frames(job_id, after):
-            yield frame
+        async with contextlib.aclosing(await jobs.frames(job_id, after)) as frames:
+            async for frame in frames:
+                yield frame
     except ReplayGap as exc:
         yield jobs.settings.error(exc, after + 1)
 

@@ -6,28 +6,44 @@ Framework-free: this module only turns values into ``text/event-stream`` bytes.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydantic_core
 
-__all__ = ["Frame", "SSESettings", "encode_comment", "encode_frame", "to_json"]
+__all__ = [
+    "Frame",
+    "SSESettings",
+    "encode_comment",
+    "encode_frame",
+    "encode_retry",
+    "json_bytes",
+    "to_json",
+]
+
+
+def json_bytes(value: Any) -> bytes:
+    """Compact JSON of a stream item (never contains a raw newline).
+
+    Pydantic models are encoded by their own compiled serializer; objects with ``to_dict()``
+    (dataclass messages) and plain values go through pydantic's JSON encoder.
+    """
+    serializer: Any = getattr(value.__class__, "__pydantic_serializer__", None)
+    if serializer is not None:
+        encoded: bytes = serializer.to_json(value)
+        return encoded
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        value = to_dict()
+    return pydantic_core.to_json(value)
 
 
 def to_json(value: Any) -> str:
-    """JSON text of a stream item: pydantic models and ``to_dict()`` objects included."""
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        value = dump(mode="json")
-    else:
-        to_dict = getattr(value, "to_dict", None)
-        if callable(to_dict):
-            value = to_dict()
-    return pydantic_core.to_json(value).decode()
+    """:func:`json_bytes` as text."""
+    return json_bytes(value).decode()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Frame:
-    """One SSE event: ``id`` (None for frames that are not replayable), ``event``, JSON ``data``."""
+class Frame(NamedTuple):
+    """One SSE event: its ``event`` name, JSON ``data``, and ``id`` (None: not replayable)."""
 
     event: str
     data: str
@@ -58,6 +74,11 @@ def encode_frame(frame: Frame, retry_ms: int | None = None) -> bytes:
         parts.append(f"data: {data}\n")
     parts.append("\n")
     return "".join(parts).encode()
+
+
+def encode_retry(retry_ms: int) -> bytes:
+    """A block that only sets the client's reconnection delay."""
+    return b"retry: %d\n\n" % retry_ms
 
 
 def encode_comment(text: str = "ping") -> bytes:
@@ -106,10 +127,20 @@ class SSESettings:
 
     def item(self, item: Any, event_id: int) -> Frame:
         """The frame of one stream item."""
-        data = to_json(item)
-        if self.seed_shapes:
-            data = f'{{"type":"progress","data":{data}}}'
-        return Frame(self.item_event, data, event_id)
+        return Frame(self.item_event, self.item_data(item).decode(), event_id)
+
+    def item_data(self, item: Any) -> bytes:
+        """The ``data:`` JSON of one stream item."""
+        data = json_bytes(item)
+        return b'{"type":"progress","data":%b}' % data if self.seed_shapes else data
+
+    def encoded_item(self, item: Any, event_id: int) -> bytes:
+        """The wire bytes of one item frame, built without a :class:`Frame` (the hot path)."""
+        return b"id: %d\nevent: %b\ndata: %b\n\n" % (
+            event_id,
+            self.item_event.encode(),
+            self.item_data(item),
+        )
 
     def complete(self, items: int, event_id: int) -> Frame:
         """The last frame of a stream that ended normally."""

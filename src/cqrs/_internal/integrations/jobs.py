@@ -9,10 +9,11 @@ reload) and then follow the live ones; a reconnect never runs the command again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, Self
 
 from cqrs._internal.errors import CQRSError
@@ -97,10 +98,11 @@ class StreamJobs:
         settings = self.settings
         last_id = 0
         try:
-            async for frame in frames_of(stream, _without_start(settings)):
-                if frame.id is not None:
-                    last_id = frame.id
-                await self.buffer.append(job_id, frame)
+            async with contextlib.aclosing(frames_of(stream, _without_start(settings))) as frames:
+                async for frame in frames:
+                    if frame.id is not None:
+                        last_id = frame.id
+                    await self.buffer.append(job_id, frame)
         except asyncio.CancelledError:
             await self.buffer.append(job_id, _cancelled(last_id + 1))
             raise
@@ -120,7 +122,7 @@ class StreamJobs:
         """What the buffer knows of ``job_id``."""
         return await self.buffer.state(job_id)
 
-    async def frames(self, job_id: str, after: int = 0) -> AsyncIterator[Frame]:
+    async def frames(self, job_id: str, after: int = 0) -> AsyncGenerator[Frame, None]:
         """The frames for one connection: ``start`` (first connection only), then the stored
         frames after ``after``, then live ones until the terminal frame.
 
@@ -139,11 +141,12 @@ class StreamJobs:
         if state is JobState.EXPIRED:
             raise JobExpired(f"Job {job_id!r} finished and its events expired; start a new job.")
 
-    async def _frames(self, job_id: str, after: int) -> AsyncIterator[Frame]:
+    async def _frames(self, job_id: str, after: int) -> AsyncGenerator[Frame, None]:
         if after == 0 and self.settings.send_start:
             yield self.settings.start()
-        async for frame in self.buffer.follow(job_id, after):
-            yield frame
+        async with contextlib.aclosing(self.buffer.follow(job_id, after)) as frames:
+            async for frame in frames:
+                yield frame
 
     async def aclose(self) -> None:
         """Cancel every running job of this process and close the buffer."""

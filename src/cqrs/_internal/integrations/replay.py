@@ -12,7 +12,7 @@ import asyncio
 import collections
 import enum
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from cqrs._internal.errors import CQRSError
@@ -54,7 +54,7 @@ class ReplayBuffer(Protocol):
         """Whether the job is unknown, running, done, or expired."""
         ...
 
-    def follow(self, job_id: str, after: int) -> AsyncIterator[Frame]:
+    def follow(self, job_id: str, after: int) -> AsyncGenerator[Frame, None]:
         """Replay the frames after ``after``, then follow live until a terminal frame."""
         ...
 
@@ -117,7 +117,7 @@ class MemoryReplayBuffer:
             return JobState.RUNNING if log.done_at is None else JobState.DONE
         return JobState.EXPIRED if job_id in self._expired else JobState.UNKNOWN
 
-    async def follow(self, job_id: str, after: int) -> AsyncIterator[Frame]:
+    async def follow(self, job_id: str, after: int) -> AsyncGenerator[Frame, None]:
         """Replay then follow ``job_id`` (see :class:`ReplayBuffer`)."""
         log = self._logs.get(job_id)
         if log is None:

@@ -7,13 +7,20 @@ Starlette accept it as an endpoint's return value.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any, overload
 
 from starlette.responses import StreamingResponse
 
-from cqrs._internal.integrations.frames import Frame, SSESettings, encode_comment, encode_frame
+from cqrs._internal.integrations.frames import (
+    Frame,
+    SSESettings,
+    encode_comment,
+    encode_frame,
+    encode_retry,
+)
 from cqrs._internal.streaming import RequestStream
 
 __all__ = ["SSEResponse", "frames_of", "server_sent_events"]
@@ -25,12 +32,32 @@ class _ClientGone(Exception):
     """The client closed the connection."""
 
 
-async def frames_of(stream: RequestStream[Any], settings: SSESettings) -> AsyncIterator[Frame]:
+@overload
+def frames_of(stream: RequestStream[Any], settings: SSESettings) -> AsyncGenerator[Frame, None]: ...
+
+
+@overload
+def frames_of(
+    stream: RequestStream[Any], settings: SSESettings, *, encoded: bool
+) -> AsyncGenerator[Frame | bytes, None]: ...
+
+
+def frames_of(
+    stream: RequestStream[Any], settings: SSESettings, *, encoded: bool = False
+) -> AsyncGenerator[Frame | bytes, None]:
     """The frames of a mediator stream: start, one per item (``None`` items are skipped),
     then ``complete``, or ``error`` with a safe message if the handler fails.
 
-    The stream is closed when this generator is closed or cancelled (client disconnect).
+    With ``encoded`` the item frames come as their wire bytes (the fast path of
+    :class:`SSEResponse`). The stream is closed when the returned generator is closed or
+    cancelled (client disconnect).
     """
+    return _frames(stream, settings, encoded=encoded)
+
+
+async def _frames(
+    stream: RequestStream[Any], settings: SSESettings, *, encoded: bool
+) -> AsyncGenerator[Frame | bytes, None]:
     if settings.send_start:
         yield settings.start()
     event_id = 0
@@ -40,7 +67,11 @@ async def frames_of(stream: RequestStream[Any], settings: SSESettings) -> AsyncI
                 if item is None:
                     continue
                 event_id += 1
-                yield settings.item(item, event_id)
+                yield (
+                    settings.encoded_item(item, event_id)
+                    if encoded
+                    else settings.item(item, event_id)
+                )
         except Exception as exc:
             logger.error(
                 "Stream of %s failed; the client gets an error frame",
@@ -54,7 +85,7 @@ async def frames_of(stream: RequestStream[Any], settings: SSESettings) -> AsyncI
 
 async def server_sent_events(
     stream: RequestStream[Any], settings: SSESettings | None = None
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """The frames of ``stream`` as ``fastapi.sse.ServerSentEvent`` objects (FastAPI >= 0.135).
 
     For endpoints written in FastAPI's own SSE style, which then handles keep-alive pings and
@@ -71,18 +102,20 @@ async def server_sent_events(
 
     chosen = settings or SSESettings()
     retry = chosen.retry_ms
-    async for frame in frames_of(stream, chosen):
-        yield ServerSentEvent(
-            raw_data=frame.data,
-            event=frame.event,
-            id=None if frame.id is None else str(frame.id),
-            retry=retry,
-        )
-        retry = None
+    async with contextlib.aclosing(frames_of(stream, chosen)) as frames:
+        async for frame in frames:
+            yield ServerSentEvent(
+                raw_data=frame.data,
+                event=frame.event,
+                id=None if frame.id is None else str(frame.id),
+                retry=retry,
+            )
+            retry = None
 
 
 class SSEResponse(StreamingResponse):
-    """A ``text/event-stream`` response over an async iterator of :class:`Frame`.
+    """A ``text/event-stream`` response over an async iterator of :class:`Frame` (or of frames
+    already encoded as bytes).
 
     It listens for the client's disconnect while streaming: when the client goes away the
     frame iterator is cancelled at once (for a mediator stream: the handler's generator is
@@ -96,7 +129,7 @@ class SSEResponse(StreamingResponse):
 
     def __init__(
         self,
-        frames: AsyncIterator[Frame],
+        frames: AsyncIterator[Frame] | AsyncIterator[Frame | bytes],
         settings: SSESettings | None = None,
         *,
         status_code: int = 200,
@@ -125,7 +158,10 @@ class SSEResponse(StreamingResponse):
             frames = self.frames
             try:
                 async for frame in frames:
-                    body = encode_frame(frame, retry)
+                    if isinstance(frame, bytes):
+                        body = frame if retry is None else encode_retry(retry) + frame
+                    else:
+                        body = encode_frame(frame, retry)
                     retry = None
                     if lock is None:
                         await send({"type": "http.response.body", "body": body, "more_body": True})

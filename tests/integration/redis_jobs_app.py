@@ -1,0 +1,74 @@
+"""A FastAPI app serving resumable jobs through a shared Redis replay buffer.
+
+Started as two uvicorn processes by ``test_redis_replay.py``. The key prefix comes from the
+``CQRS_REDIS_JOBS_PREFIX`` environment variable; every item the handler processes is pushed
+as ``"{pid}:{i}"`` to the Redis list ``{prefix}processed``, so the test can tell which
+process ran it and how often.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncGenerator, AsyncIterator
+
+import di
+import fastapi
+import redis.asyncio
+
+import cqrs
+from cqrs.integrations.fastapi import StreamJobs, jobs_router
+from cqrs.integrations.redis_replay import RedisReplayBuffer
+from cqrs.requests import bootstrap
+
+PREFIX = os.environ.get("CQRS_REDIS_JOBS_PREFIX", "cqrs:test:jobs:")
+REDIS_URL = "redis://127.0.0.1:6379/0"
+PROCESSED_KEY = f"{PREFIX}processed"
+
+
+class CountCommand(cqrs.Request):
+    n: int
+    delay: float = 0.1
+
+
+class Counted(cqrs.Response):
+    i: int
+
+
+class CountHandler(cqrs.StreamingRequestHandler[CountCommand, Counted]):
+    def clear_events(self) -> None:
+        pass
+
+    async def handle(self, request: CountCommand) -> AsyncIterator[Counted]:
+        client = redis.asyncio.Redis.from_url(REDIS_URL)
+        try:
+            for i in range(request.n):
+                await asyncio.sleep(request.delay)
+                await client.rpush(PROCESSED_KEY, f"{os.getpid()}:{i}")
+                yield Counted(i=i)
+        finally:
+            await client.aclose()
+
+
+def _commands(mapper: cqrs.RequestMap) -> None:
+    mapper.bind(CountCommand, CountHandler)
+
+
+mediator = bootstrap.bootstrap_streaming(di_container=di.Container(), commands_mapper=_commands)
+jobs = StreamJobs(mediator, buffer=RedisReplayBuffer(url=REDIS_URL, prefix=PREFIX))
+
+
+@contextlib.asynccontextmanager
+async def lifespan(_: fastapi.FastAPI) -> AsyncGenerator[None]:
+    async with jobs:
+        yield
+
+
+app = fastapi.FastAPI(lifespan=lifespan)
+app.include_router(jobs_router(jobs, {"count": CountCommand}))
+
+
+@app.get("/health")
+async def health() -> dict[str, int]:
+    return {"pid": os.getpid()}
