@@ -1,0 +1,1 @@
+"""Real-browser tests (marker ``browser``): headless Chromium driven by playwright."""
