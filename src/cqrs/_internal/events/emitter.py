@@ -97,10 +97,7 @@ class EventEmitter:
 
     def jobs_for(self, event: IEvent) -> list[Job]:
         """The jobs for one event: one per bound handler, or one publish."""
-        targets = self._targets.get(type(event))
-        if targets is None:
-            targets = self._plan(type(event))
-        return [(event, target) for target in targets]
+        return self.jobs_for_all((event,))
 
     def jobs_for_all(self, events: Sequence[IEvent]) -> list[Job]:
         """The jobs for several events, in event order."""
