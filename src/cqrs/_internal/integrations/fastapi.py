@@ -124,7 +124,7 @@ async def _gap_safe(jobs: StreamJobs, job_id: str, after: int) -> AsyncGenerator
     """The job's frames; a replay gap ends the stream with an error frame (the HTTP status
     is already sent when the gap is found)."""
     try:
-        async with contextlib.aclosing(await jobs.frames(job_id, after)) as frames:
+        async with contextlib.aclosing(jobs.follow(job_id, after)) as frames:
             async for frame in frames:
                 yield frame
     except ReplayGap as exc:

@@ -129,7 +129,7 @@ class StreamJobs:
         Raises :class:`JobNotFound` or :class:`JobExpired` before yielding anything.
         """
         await self.check(job_id)
-        return self._frames(job_id, after)
+        return self.follow(job_id, after)
 
     async def check(self, job_id: str) -> None:
         """Raise :class:`JobNotFound` or :class:`JobExpired` unless ``job_id`` can be streamed."""
@@ -141,7 +141,8 @@ class StreamJobs:
         if state is JobState.EXPIRED:
             raise JobExpired(f"Job {job_id!r} finished and its events expired; start a new job.")
 
-    async def _frames(self, job_id: str, after: int) -> AsyncGenerator[Frame, None]:
+    async def follow(self, job_id: str, after: int = 0) -> AsyncGenerator[Frame, None]:
+        """:meth:`frames` without the :meth:`check`, for callers that already made it."""
         if after == 0 and self.settings.send_start:
             yield self.settings.start()
         async with contextlib.aclosing(self.buffer.follow(job_id, after)) as frames:
