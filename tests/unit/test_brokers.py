@@ -1,4 +1,4 @@
-"""The in-memory brokers, Message.to_dict and the devnull broker."""
+"""The in-memory brokers and Message.to_dict (the devnull broker: test_devnull.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import uuid
 import pytest
 
 from cqrs.message_brokers import Message
-from cqrs.message_brokers.devnull import DevnullMessageBroker
 from cqrs.testing import CallbackMessageBroker, InMemoryMessageBroker
 
 
@@ -59,12 +58,6 @@ async def test_callback_broker_accepts_sync_and_async_callbacks() -> None:
     )
     await CallbackMessageBroker(async_cb).send_message(message(name="B"))
     assert seen == ["sync A", "async B"]
-
-
-async def test_devnull_broker_keeps_nothing() -> None:
-    broker = DevnullMessageBroker()
-    await broker.send_message(message())
-    assert not hasattr(broker, "messages")
 
 
 def test_message_to_dict_has_the_4x_shape() -> None:

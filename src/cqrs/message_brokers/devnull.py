@@ -1,5 +1,6 @@
-"""The broker that discards messages (4.x path)."""
+"""The broker that publishes nowhere (4.x path)."""
 
+from cqrs._internal.brokers.devnull import MESSAGE_BUS_LIMIT, received_messages
 from cqrs._internal.brokers.devnull import DevnullMessageBroker as DevnullMessageBroker
 from cqrs._internal.deprecation import deprecated_attributes
 
@@ -9,9 +10,10 @@ __getattr__ = deprecated_attributes(
     __name__,
     {
         "MESSAGE_BUS": (
-            list,
-            "DevnullMessageBroker no longer records messages (4.x kept them in this global "
-            "list forever); use cqrs.testing.InMemoryMessageBroker to inspect them.",
+            lambda: received_messages,
+            f"it holds only the last {MESSAGE_BUS_LIMIT:,} messages that DevnullMessageBroker "
+            "instances received (shared by all of them, never cleared for you); use "
+            "cqrs.testing.InMemoryMessageBroker to inspect the messages of one broker.",
         )
     },
 )

@@ -7,20 +7,33 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar, cast
 
-from cqrs._internal.errors import ContainerError, missing_extra
+from cqrs._internal._optional import require
+from cqrs._internal.errors import ContainerError
 
-try:
+with require(
+    "dependency-injector",
+    extra="dependency-injector",
+    feature="cqrs.container.dependency_injector (DependencyInjectorCQRSContainer)",
+):
     from dependency_injector import providers
-except ImportError as error:  # pragma: no cover - exercised only without the extra
-    raise missing_extra(
-        "dependency-injector", "dependency-injector", "DependencyInjectorCQRSContainer"
-    ) from error
 
 __all__ = ["DependencyInjectorCQRSContainer"]
 
 T = TypeVar("T")
 
 _Provider = providers.Provider[Any]
+
+_NOT_ATTACHED = (
+    "External container not attached: DependencyInjectorCQRSContainer has no "
+    "dependency-injector container to resolve from. Call "
+    "attach_external_container(container) first, with a DeclarativeContainer class or instance."
+)
+
+
+def _name(type_: object) -> str:
+    """The plain ``__name__`` of a type (what 4.x messages show), else its repr."""
+    name = getattr(type_, "__name__", None)
+    return name if isinstance(name, str) else repr(type_)
 
 
 def _return_type(function: Any) -> type | None:
@@ -78,10 +91,7 @@ class DependencyInjectorCQRSContainer:
     def external_container(self) -> Any:
         """The attached container; raises :class:`ContainerError` when none is attached."""
         if self._container is None:
-            raise ContainerError(
-                "DependencyInjectorCQRSContainer has no container attached; call "
-                "attach_external_container(container) first."
-            )
+            raise ContainerError(_NOT_ATTACHED)
         return self._container
 
     def attach_external_container(self, container: Any) -> None:
@@ -107,18 +117,15 @@ class DependencyInjectorCQRSContainer:
 
     def _find(self, type_: type[Any]) -> _Provider:
         if self._container is None:
-            raise ContainerError(
-                f"Cannot resolve {type_!r}: DependencyInjectorCQRSContainer has no container "
-                "attached; call attach_external_container(container) first."
-            )
+            raise ContainerError(f"{_NOT_ATTACHED} (while resolving {_name(type_)})")
         provider = self._providers.get(type_)
         if provider is not None:
             return provider
         for provided, provider in self._providers.items():
             if inspect.isclass(type_) and issubclass(provided, type_):
                 return provider
-        name = getattr(type_, "__qualname__", repr(type_))
-        registered = ", ".join(sorted(t.__qualname__ for t in self._providers)) or "none"
+        name = _name(type_)
+        registered = ", ".join(sorted(_name(t) for t in self._providers)) or "none"
         raise ContainerError(
             f"Provider for type {name} not found in the attached dependency-injector "
             f"container. Provided types: {registered}. Add a provider for it, for example "

@@ -226,8 +226,8 @@ class _DIScope:
 
 
 _NOT_ATTACHED = (
-    "DIContainer has no di.Container attached. Call "
-    "container.attach_external_container(di.Container()) before resolving, or pass "
+    "External container not attached: DIContainer has no di.Container to resolve from. "
+    "Call container.attach_external_container(di.Container()) before resolving, or pass "
     "di_container=... to bootstrap."
 )
 

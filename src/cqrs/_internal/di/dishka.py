@@ -6,12 +6,11 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
-from cqrs._internal.errors import ContainerError, missing_extra
+from cqrs._internal._optional import require
+from cqrs._internal.errors import ContainerError
 
-try:
+with require("dishka", extra="dishka", feature="cqrs.container.dishka (DishkaCQRSContainer)"):
     from dishka import AsyncContainer
-except ImportError as error:  # pragma: no cover - exercised only without the extra
-    raise missing_extra("dishka", "dishka", "DishkaCQRSContainer") from error
 
 __all__ = ["DishkaCQRSContainer"]
 
@@ -43,8 +42,9 @@ class DishkaCQRSContainer:
         """The wrapped ``AsyncContainer``; raises :class:`ContainerError` when none is attached."""
         if self._container is None:
             raise ContainerError(
-                "DishkaCQRSContainer has no dishka container attached; pass one to the "
-                "constructor or call attach_external_container(make_async_container(...))."
+                "External container not attached: DishkaCQRSContainer has no dishka "
+                "AsyncContainer to resolve from. Pass one to the constructor or call "
+                "attach_external_container(make_async_container(...)) first."
             )
         return self._container
 

@@ -28,20 +28,37 @@ class Container(Protocol[C]):
 
     @property
     def external_container(self) -> C:
-        """The wrapped container; the bundled adapters raise ``ValueError`` if none is attached."""
-        ...
+        """The wrapped container; the bundled adapters raise ``ValueError`` if none is attached.
+
+        A class that subclasses this protocol without overriding it raises
+        ``NotImplementedError`` ("Method not implemented: ...").
+        """
+        raise NotImplementedError(_not_implemented(self, "external_container"))
 
     def attach_external_container(self, container: C) -> None:
-        """Wrap ``container``; later resolves go through it."""
-        ...
+        """Wrap ``container``; later resolves go through it.
+
+        Raises ``NotImplementedError`` when a subclass does not override it.
+        """
+        raise NotImplementedError(_not_implemented(self, "attach_external_container"))
 
     async def resolve(self, type_: type[T]) -> T:
         """Return an instance of ``type_``.
 
         Raises an error (``ContainerError``, a ``ValueError``, in the bundled adapters) when the
-        container cannot produce it.
+        container cannot produce it, and ``NotImplementedError`` when a subclass of this
+        protocol does not override it.
         """
-        ...
+        raise NotImplementedError(_not_implemented(self, "resolve"))
+
+
+def _not_implemented(container: object, member: str) -> str:
+    """The 4.x phrase, then which member of which class to implement."""
+    return (
+        f"Method not implemented: {type(container).__name__}.{member}. A class that subclasses "
+        "cqrs.container.protocol.Container must implement external_container, "
+        "attach_external_container and async resolve."
+    )
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from cqrs._internal.errors import missing_extra
+from cqrs._internal._optional import require
 from cqrs._internal.integrations.frames import Frame, SSESettings
 from cqrs._internal.integrations.jobs import (
     JobExpired,
@@ -20,10 +20,8 @@ from cqrs._internal.integrations.replay import ReplayGap
 from cqrs._internal.integrations.sse import SSEResponse, frames_of
 from cqrs._internal.streaming import RequestStream
 
-try:
+with require("fastapi", extra="fastapi", feature="cqrs.integrations.fastapi"):
     import fastapi
-except ImportError as error:  # pragma: no cover - exercised without the extra
-    raise missing_extra("fastapi", "fastapi", "cqrs.integrations.fastapi") from error
 
 __all__ = ["jobs_router", "mediator_dependency", "sse_response"]
 

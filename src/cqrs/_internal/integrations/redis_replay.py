@@ -27,7 +27,7 @@ import math
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, cast
 
-from cqrs._internal.errors import missing_extra
+from cqrs._internal._optional import require
 from cqrs._internal.integrations.frames import Frame
 from cqrs._internal.integrations.replay import JobState, ReplayGap
 
@@ -104,11 +104,9 @@ class RedisReplayBuffer:
     ) -> None:
         if ttl <= 0 or max_frames < 1 or block_ms < 1:
             raise ValueError("ttl must be > 0, max_frames >= 1 and block_ms >= 1")
-        try:
+        with require("redis", extra="redis", feature="RedisReplayBuffer"):
             import redis.asyncio as aioredis
             import redis.exceptions
-        except ImportError as error:
-            raise missing_extra("redis", "redis", "RedisReplayBuffer") from error
         self._wait_timeout: type[Exception] = redis.exceptions.TimeoutError
         if client is None:
             # redis-py's typing is partial: the client is used through ``Any``. The socket

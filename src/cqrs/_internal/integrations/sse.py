@@ -12,8 +12,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, overload
 
-from starlette.responses import StreamingResponse
-
+from cqrs._internal._optional import require
 from cqrs._internal.integrations.frames import (
     Frame,
     SSESettings,
@@ -22,6 +21,9 @@ from cqrs._internal.integrations.frames import (
     encode_retry,
 )
 from cqrs._internal.streaming import RequestStream
+
+with require("fastapi", extra="fastapi", feature="cqrs.integrations.fastapi"):
+    from starlette.responses import StreamingResponse
 
 __all__ = ["SSEResponse", "frames_of", "server_sent_events"]
 
@@ -96,9 +98,11 @@ async def server_sent_events(
             async for event in server_sent_events(mediator.stream(command)):
                 yield event
 
-    Raises ``ImportError`` on a FastAPI without ``fastapi.sse``.
+    Raises :class:`~cqrs.errors.MissingExtraError` (an ``ImportError``) on a FastAPI without
+    ``fastapi.sse``, saying to upgrade it.
     """
-    from fastapi.sse import ServerSentEvent
+    with require("fastapi>=0.135", extra="fastapi", feature="server_sent_events"):
+        from fastapi.sse import ServerSentEvent
 
     chosen = settings or SSESettings()
     retry = chosen.retry_ms
