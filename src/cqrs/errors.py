@@ -4,6 +4,8 @@ from cqrs._internal.errors import ConfigurationError as ConfigurationError
 from cqrs._internal.errors import ContainerError as ContainerError
 from cqrs._internal.errors import CQRSError as CQRSError
 from cqrs._internal.errors import DuplicateBindingError as DuplicateBindingError
+from cqrs._internal.errors import EventCycleError as EventCycleError
+from cqrs._internal.errors import EventHandlerCancelled as EventHandlerCancelled
 from cqrs._internal.errors import MissingExtraError as MissingExtraError
 from cqrs._internal.errors import NoBrokerError as NoBrokerError
 from cqrs._internal.errors import RequestHandlerDoesNotExist as RequestHandlerDoesNotExist
@@ -15,6 +17,8 @@ __all__ = [
     "ConfigurationError",
     "ContainerError",
     "DuplicateBindingError",
+    "EventCycleError",
+    "EventHandlerCancelled",
     "MissingExtraError",
     "NoBrokerError",
     "RequestHandlerDoesNotExist",

@@ -20,6 +20,7 @@ effects.
 from __future__ import annotations
 
 import ast
+import collections.abc
 import importlib
 import importlib.util
 import inspect
@@ -190,6 +191,18 @@ SURFACE_4X: dict[str, list[str]] = {
         "StreamingRequestMediator",
         "logger",
     ],
+    "cqrs.dispatcher": [
+        "RequestDispatchResult",
+        "SagaDispatchResult",
+        "RequestDispatcher",
+        "SagaDispatcher",
+        "StreamingRequestDispatcher",
+        "EventDispatcher",
+    ],
+    "cqrs.dispatcher.models": ["RequestDispatchResult", "SagaDispatchResult", "logger"],
+    "cqrs.dispatcher.request": ["RequestDispatcher", "logger"],
+    "cqrs.dispatcher.streaming": ["StreamingRequestDispatcher", "logger"],
+    "cqrs.dispatcher.event": ["EventDispatcher", "logger"],
     "cqrs.dispatcher.exceptions": [
         "RequestHandlerDoesNotExist",
         "RequestHandlerTypeError",
@@ -269,6 +282,7 @@ HAS_ALL_4X = frozenset(
         "cqrs.message_brokers",
         "cqrs.middlewares",
         "cqrs.serializers",
+        "cqrs.dispatcher",
     }
 )
 
@@ -324,6 +338,8 @@ NOT_YET: dict[str, dict[str, str]] = {
     "cqrs.requests.map": {"SagaMap": _SAGA},
     "cqrs.events": {"EventHandlerFallback": _FALLBACK},
     "cqrs.mediator": {"SagaMediator": _SAGA},
+    "cqrs.dispatcher": {"SagaDispatchResult": _SAGA, "SagaDispatcher": _SAGA},
+    "cqrs.dispatcher.models": {"SagaDispatchResult": _SAGA},
     "cqrs.dispatcher.exceptions": {"SagaDoesNotExist": _SAGA, "SagaConcurrencyError": _SAGA},
     "cqrs.serializers": {"ProtobufEventSerializer": _PROTOBUF},
 }
@@ -338,6 +354,10 @@ INCIDENTAL: dict[str, dict[str, str]] = {
     "cqrs.requests.bootstrap": {"DEFAULT_MESSAGE_BROKER": _DEPRECATED},
     "cqrs.events.event_emitter": {"logger": _LOGGER},
     "cqrs.mediator": {"logger": _LOGGER},
+    "cqrs.dispatcher.models": {"logger": _LOGGER},
+    "cqrs.dispatcher.request": {"logger": _LOGGER},
+    "cqrs.dispatcher.streaming": {"logger": _LOGGER},
+    "cqrs.dispatcher.event": {"logger": _LOGGER},
     "cqrs.container.protocol": {"C": _TYPEVAR, "T": _TYPEVAR},
     "cqrs.container.scope": {"C": _TYPEVAR, "R": _TYPEVAR, "T": _TYPEVAR, "logger": _LOGGER},
     "cqrs.container.di": {"T": _TYPEVAR},
@@ -546,7 +566,7 @@ def test_message_bus_is_deprecated() -> None:
 
     with pytest.warns(DeprecationWarning, match=r"cqrs\.message_brokers\.devnull\.MESSAGE_BUS"):
         bus = devnull.MESSAGE_BUS
-    assert isinstance(bus, list)
+    assert isinstance(bus, collections.abc.MutableSequence)
     with pytest.warns(DeprecationWarning, match="MESSAGE_BUS"):
         from cqrs.message_brokers.devnull import MESSAGE_BUS
     assert MESSAGE_BUS is bus

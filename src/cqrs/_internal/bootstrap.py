@@ -1,7 +1,9 @@
 """The one builder behind every 4.x ``bootstrap*`` and ``setup_*`` function.
 
-Each public function validates its arguments, then calls :func:`build_emitter`,
-:func:`build_middlewares` and :func:`build_request_map` and constructs a mediator. Every
+Each public function turns its options into one frozen :class:`Settings` (validated there),
+then calls :func:`build_emitter`, :func:`build_middlewares` and :func:`build_request_map` and
+constructs a mediator, handing the same settings to the emitter and the mediator. The 4.x
+signatures are thin adapters: a new option is a ``Settings`` field plus a keyword here. Every
 problem is reported before the mediator exists, with the argument's name and the fix.
 """
 
@@ -15,14 +17,21 @@ from cqrs._internal.brokers.devnull import DevnullMessageBroker
 from cqrs._internal.brokers.protocol import MessageBroker
 from cqrs._internal.di.scope import ScopeStrategy
 from cqrs._internal.errors import ConfigurationError
-from cqrs._internal.events.emitter import ErrorHook, EventEmitter, FailurePolicy
-from cqrs._internal.events.fanout import EventPublisher
+from cqrs._internal.events.emitter import EventEmitter
+from cqrs._internal.events.publishers import EventPublisher
 from cqrs._internal.mediators import EventMediator, RequestMediator, StreamingRequestMediator
 from cqrs._internal.pipeline.logging import LoggingMiddleware
 from cqrs._internal.pipeline.middleware import Middleware, MiddlewareChain
 from cqrs._internal.registry import EventMap, RequestMap
 from cqrs._internal.serialization.json import EventSerializer
-from cqrs._internal.streaming import StreamEvents
+from cqrs._internal.settings import (
+    DEFAULT_MAX_EVENT_DEPTH,
+    ErrorHook,
+    FailurePolicy,
+    Settings,
+    StreamEvents,
+    parse_stream_events,
+)
 
 __all__ = [
     "adapt_container",
@@ -108,10 +117,7 @@ def build_emitter(
     container: Any,
     domain_events_mapper: Mapper | None,
     message_broker: MessageBroker | None,
-    scope_strategy: ScopeStrategy,
-    serializer: EventSerializer | None,
-    failure_policy: FailurePolicy = "log",
-    on_error: ErrorHook | None = None,
+    settings: Settings,
 ) -> EventEmitter:
     """An EventEmitter over an EventMap filled by ``domain_events_mapper``."""
     _check_mapper("domain_events_mapper", domain_events_mapper)
@@ -120,41 +126,7 @@ def build_emitter(
     event_map = EventMap()
     if domain_events_mapper is not None:
         domain_events_mapper(event_map)
-    return EventEmitter(
-        event_map,
-        container,
-        message_broker,
-        scope_strategy,
-        serializer=serializer,
-        failure_policy=failure_policy,
-        on_error=on_error,
-    )
-
-
-def _prepare(
-    di_container: Any,
-    on_startup: Iterable[Callable[[], object]] | None,
-    scope_strategy: ScopeStrategy,
-    domain_events_mapper: Mapper | None,
-    message_broker: MessageBroker | None,
-    serializer: EventSerializer | None,
-    failure_policy: FailurePolicy,
-    on_error: ErrorHook | None,
-) -> tuple[Any, ScopeStrategy, EventEmitter]:
-    """The common first steps of the one-call bootstraps: hooks, container, emitter."""
-    run_on_startup(on_startup)
-    container = adapt_container(di_container)
-    strategy = ScopeStrategy(scope_strategy)
-    emitter = build_emitter(
-        container,
-        domain_events_mapper,
-        message_broker if message_broker is not None else DevnullMessageBroker(),
-        strategy,
-        serializer,
-        failure_policy,
-        on_error,
-    )
-    return container, strategy, emitter
+    return EventEmitter(event_map, container, message_broker, settings=settings)
 
 
 def setup_event_emitter(
@@ -166,17 +138,22 @@ def setup_event_emitter(
     serializer: EventSerializer | None = None,
     event_failure_policy: FailurePolicy = "log",
     on_event_error: ErrorHook | None = None,
+    settings: Settings | None = None,
 ) -> EventEmitter:
-    """Build the EventEmitter of a mediator (4.x ``setup_event_emitter``)."""
-    return build_emitter(
-        container,
-        domain_events_mapper,
-        message_broker,
-        ScopeStrategy(scope_strategy),
-        serializer,
-        event_failure_policy,
-        on_event_error,
-    )
+    """Build the EventEmitter of a mediator (4.x ``setup_event_emitter``).
+
+    Without ``message_broker`` notification events go to a :class:`DevnullMessageBroker`, as
+    in 4.x. ``settings`` replaces the other options when given.
+    """
+    if settings is None:
+        settings = Settings(
+            scope_strategy=scope_strategy,
+            serializer=serializer,
+            event_failure_policy=event_failure_policy,
+            on_event_error=on_event_error,
+        )
+    broker = message_broker if message_broker is not None else DevnullMessageBroker()
+    return build_emitter(container, domain_events_mapper, broker, settings)
 
 
 def setup_mediator(
@@ -191,20 +168,28 @@ def setup_mediator(
     scope_strategy: ScopeStrategy = ScopeStrategy.NONE,
     *,
     event_publisher: EventPublisher | None = None,
+    settings: Settings | None = None,
 ) -> RequestMediator:
-    """Build a RequestMediator from an emitter, a container and mappers (4.x API)."""
+    """Build a RequestMediator from an emitter, a container and mappers (4.x API).
+
+    ``settings`` replaces the scheduling options when given.
+    """
     _check_mapper("commands_mapper", commands_mapper)
     _check_mapper("queries_mapper", queries_mapper)
+    if settings is None:
+        settings = Settings(
+            max_concurrent_event_handlers=max_concurrent_event_handlers,
+            concurrent_event_handle_enable=concurrent_event_handle_enable,
+            scope_strategy=scope_strategy,
+            event_publisher=event_publisher,
+        )
     return RequestMediator(
         build_request_map(commands_mapper, queries_mapper),
         container,
         event_emitter,
         build_middlewares(middlewares),
-        event_map if event_map is not None else event_emitter.event_map,
-        max_concurrent_event_handlers,
-        concurrent_event_handle_enable,
-        scope_strategy,
-        event_publisher=event_publisher,
+        event_map if event_map is not None else getattr(event_emitter, "event_map", None),
+        settings=settings,
     )
 
 
@@ -221,27 +206,51 @@ def setup_streaming_mediator(
     *,
     event_publisher: EventPublisher | None = None,
     stream_events: StreamEvents | str = StreamEvents.BEFORE_ITEM,
+    settings: Settings | None = None,
 ) -> StreamingRequestMediator:
     """Build a StreamingRequestMediator (4.x API).
 
-    ``domain_events_mapper`` is accepted for 4.x compatibility; the emitter's map is used (4.x
-    called the mapper a second time to build an identical map).
+    ``domain_events_mapper``, when given, is called once to fill the mediator's ``event_map``
+    (as 4.x does); the events themselves run through ``event_emitter``'s map. ``settings``
+    replaces the scheduling options when given.
     """
     _check_mapper("commands_mapper", commands_mapper)
     _check_mapper("queries_mapper", queries_mapper)
     _check_mapper("domain_events_mapper", domain_events_mapper)
+    if settings is None:
+        settings = Settings(
+            max_concurrent_event_handlers=max_concurrent_event_handlers,
+            concurrent_event_handle_enable=concurrent_event_handle_enable,
+            scope_strategy=scope_strategy,
+            event_publisher=event_publisher,
+            stream_events=parse_stream_events(stream_events),
+        )
+    event_map: EventMap | None = getattr(event_emitter, "event_map", None)
+    if domain_events_mapper is not None:
+        event_map = EventMap()
+        domain_events_mapper(event_map)
     return StreamingRequestMediator(
         build_request_map(commands_mapper, queries_mapper),
         container,
         event_emitter,
         build_middlewares(middlewares),
-        event_emitter.event_map,
-        max_concurrent_event_handlers,
-        concurrent_event_handle_enable,
-        scope_strategy,
-        event_publisher=event_publisher,
-        stream_events=stream_events,
+        event_map,
+        settings=settings,
     )
+
+
+def _one_call(
+    di_container: Any,
+    on_startup: Iterable[Callable[[], object]] | None,
+    domain_events_mapper: Mapper | None,
+    message_broker: MessageBroker | None,
+    settings: Settings,
+) -> tuple[Any, EventEmitter]:
+    """The common first steps of the one-call bootstraps: hooks, container, emitter."""
+    run_on_startup(on_startup)
+    container = adapt_container(di_container)
+    broker = message_broker if message_broker is not None else DevnullMessageBroker()
+    return container, build_emitter(container, domain_events_mapper, broker, settings)
 
 
 def bootstrap(
@@ -260,6 +269,7 @@ def bootstrap(
     event_failure_policy: FailurePolicy = "log",
     on_event_error: ErrorHook | None = None,
     event_publisher: EventPublisher | None = None,
+    max_event_depth: int = DEFAULT_MAX_EVENT_DEPTH,
 ) -> RequestMediator:
     """Build a RequestMediator in one call (4.x ``cqrs.requests.bootstrap.bootstrap``).
 
@@ -267,18 +277,22 @@ def bootstrap(
     defaults to a :class:`DevnullMessageBroker` of its own; ``on_startup`` hooks run first;
     a ``LoggingMiddleware`` is appended to ``middlewares`` unless one is there. Keyword-only
     extras: ``event_failure_policy`` (``"log"`` or ``"raise"``), ``on_event_error`` (a hook
-    called with ``(event, handler, exc)``), ``event_publisher`` (your own scheduling strategy).
+    called with ``(event, handler, exc)``), ``event_publisher`` (your own scheduling strategy),
+    ``max_event_depth`` (the longest follow-up chain; deeper raises ``EventCycleError``).
     Raises ``ConfigurationError`` for any argument of the wrong kind and for a bad binding.
     """
-    container, strategy, emitter = _prepare(
-        di_container,
-        on_startup,
-        scope_strategy,
-        domain_events_mapper,
-        message_broker,
-        serializer,
-        event_failure_policy,
-        on_event_error,
+    settings = Settings(
+        max_concurrent_event_handlers=max_concurrent_event_handlers,
+        concurrent_event_handle_enable=concurrent_event_handle_enable,
+        scope_strategy=scope_strategy,
+        event_failure_policy=event_failure_policy,
+        on_event_error=on_event_error,
+        event_publisher=event_publisher,
+        serializer=serializer,
+        max_event_depth=max_event_depth,
+    )
+    container, emitter = _one_call(
+        di_container, on_startup, domain_events_mapper, message_broker, settings
     )
     return setup_mediator(
         emitter,
@@ -287,10 +301,7 @@ def bootstrap(
         commands_mapper,
         queries_mapper,
         emitter.event_map,
-        max_concurrent_event_handlers,
-        concurrent_event_handle_enable,
-        strategy,
-        event_publisher=event_publisher,
+        settings=settings,
     )
 
 
@@ -311,6 +322,7 @@ def bootstrap_streaming(
     on_event_error: ErrorHook | None = None,
     event_publisher: EventPublisher | None = None,
     stream_events: StreamEvents | str = StreamEvents.BEFORE_ITEM,
+    max_event_depth: int = DEFAULT_MAX_EVENT_DEPTH,
 ) -> StreamingRequestMediator:
     """Build a StreamingRequestMediator in one call (4.x ``bootstrap_streaming``).
 
@@ -319,28 +331,22 @@ def bootstrap_streaming(
     events in a bounded background pipeline). ``concurrent_event_handle_enable=True`` lets up to
     ``max_concurrent_event_handlers`` (default 10) handlers run at once.
     """
-    container, strategy, emitter = _prepare(
-        di_container,
-        on_startup,
-        scope_strategy,
-        domain_events_mapper,
-        message_broker,
-        serializer,
-        event_failure_policy,
-        on_event_error,
+    settings = Settings(
+        max_concurrent_event_handlers=max_concurrent_event_handlers,
+        concurrent_event_handle_enable=concurrent_event_handle_enable,
+        scope_strategy=scope_strategy,
+        stream_events=parse_stream_events(stream_events),
+        event_failure_policy=event_failure_policy,
+        on_event_error=on_event_error,
+        event_publisher=event_publisher,
+        serializer=serializer,
+        max_event_depth=max_event_depth,
+    )
+    container, emitter = _one_call(
+        di_container, on_startup, domain_events_mapper, message_broker, settings
     )
     return setup_streaming_mediator(
-        emitter,
-        container,
-        middlewares or (),
-        commands_mapper,
-        queries_mapper,
-        None,
-        max_concurrent_event_handlers,
-        concurrent_event_handle_enable,
-        strategy,
-        event_publisher=event_publisher,
-        stream_events=stream_events,
+        emitter, container, middlewares or (), commands_mapper, queries_mapper, settings=settings
     )
 
 
@@ -349,13 +355,17 @@ def setup_event_mediator(
     middlewares: Iterable[Middleware],
     events_mapper: Mapper | None = None,
     scope_strategy: ScopeStrategy = ScopeStrategy.NONE,
+    *,
+    settings: Settings | None = None,
 ) -> EventMediator:
     """Build an EventMediator (4.x ``cqrs.events.bootstrap.setup_mediator``)."""
     _check_mapper("events_mapper", events_mapper)
+    if settings is None:
+        settings = Settings(scope_strategy=scope_strategy)
     event_map = EventMap()
     if events_mapper is not None:
         events_mapper(event_map)
-    return EventMediator(event_map, container, build_middlewares(middlewares), scope_strategy)
+    return EventMediator(event_map, container, build_middlewares(middlewares), settings=settings)
 
 
 def bootstrap_events(
@@ -364,9 +374,12 @@ def bootstrap_events(
     events_mapper: Mapper | None = None,
     on_startup: list[Callable[[], None]] | None = None,
     scope_strategy: ScopeStrategy = ScopeStrategy.NONE,
+    *,
+    max_event_depth: int = DEFAULT_MAX_EVENT_DEPTH,
 ) -> EventMediator:
     """Build an EventMediator in one call (4.x ``cqrs.events.bootstrap.bootstrap``)."""
+    settings = Settings(scope_strategy=scope_strategy, max_event_depth=max_event_depth)
     run_on_startup(on_startup)
     return setup_event_mediator(
-        adapt_container(di_container), middlewares or (), events_mapper, scope_strategy
+        adapt_container(di_container), middlewares or (), events_mapper, settings=settings
     )

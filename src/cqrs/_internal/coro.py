@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
-__all__ = ["await_noticing_wait", "finish_soon"]
+__all__ = ["await_noticing_wait", "being_cancelled", "finish_soon"]
 
 logger = logging.getLogger("cqrs")
 
@@ -106,3 +106,13 @@ def _finished(task: asyncio.Task[None], what: str) -> None:
     _pending.discard(task)
     if not task.cancelled() and (exc := task.exception()) is not None:
         logger.error("Error while %s", what, exc_info=exc)
+
+
+def being_cancelled() -> bool:
+    """True when the running task has been asked to cancel.
+
+    Tells a real cancellation apart from a ``CancelledError`` that a handler raised by itself
+    (its caller was not cancelled): the second is that handler's failure, not a cancellation.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

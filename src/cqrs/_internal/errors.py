@@ -14,6 +14,8 @@ matching class here also derives from that builtin, so ``except KeyError`` claus
      ├── ContainerError (ValueError)           the DI container cannot produce an object
      ├── StreamStateError (RuntimeError)       a stream is used after it was closed
      ├── NoBrokerError (RuntimeError)          a notification event but no message broker
+     ├── EventCycleError (RuntimeError)        follow-up events nest deeper than the limit
+     ├── EventHandlerCancelled (RuntimeError)  a handler raised CancelledError by itself
      └── MissingExtraError (ImportError)       an optional dependency is not installed
 """
 
@@ -26,6 +28,8 @@ __all__ = [
     "DuplicateBindingError",
     "MissingExtraError",
     "NoBrokerError",
+    "EventCycleError",
+    "EventHandlerCancelled",
     "RequestHandlerDoesNotExist",
     "RequestHandlerTypeError",
     "ScopeStrategyError",
@@ -86,13 +90,22 @@ class NoBrokerError(CQRSError, RuntimeError):
     """A notification event was emitted but the emitter has no message broker."""
 
 
+class EventCycleError(CQRSError, RuntimeError):
+    """Follow-up events nested deeper than ``max_event_depth``: handler A emits B, B emits A...
+
+    The message names the chain of event types. It always reaches the caller, whatever the
+    event failure policy: it is a wiring mistake, not one handler's failure.
+    """
+
+
+class EventHandlerCancelled(CQRSError, RuntimeError):
+    """An event handler raised ``CancelledError`` although nobody cancelled its caller.
+
+    That is the handler's failure (often an ``asyncio.timeout`` or a task it awaited that was
+    cancelled): it follows the event failure policy like any other error, and the
+    ``CancelledError`` is its ``__cause__``.
+    """
+
+
 class MissingExtraError(CQRSError, ImportError):
     """An optional dependency is needed but not installed; the message gives the pip line."""
-
-
-def missing_extra(package: str, extra: str, feature: str) -> MissingExtraError:
-    """Build the error for a missing optional dependency, with the exact ``pip install`` line."""
-    return MissingExtraError(
-        f"{feature} needs the '{package}' package, which is not installed. "
-        f"Install it with: pip install 'cqrs-kit[{extra}]'"
-    )

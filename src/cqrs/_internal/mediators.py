@@ -3,35 +3,35 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from cqrs._internal.di.scope import (
     ScopeStrategy,
+    bound_scope,
     current_container,
     enter_scope,
-    resolve_concurrent_event_handling,
-    scope_is_bound,
     wrap_container,
 )
-from cqrs._internal.errors import ConfigurationError, RequestHandlerDoesNotExist
-from cqrs._internal.events.emitter import EventEmitter
-from cqrs._internal.events.fanout import EventPublisher
-from cqrs._internal.events.processor import EventProcessor
-from cqrs._internal.handlers.cor import CORRequestHandler, build_chain
-from cqrs._internal.handlers.request import RequestHandler, StreamingRequestHandler
-from cqrs._internal.messages.events import IEvent
-from cqrs._internal.pipeline.middleware import (
-    HandleType,
-    Middleware,
-    MiddlewareChain,
-    active,
-    fold,
-    switchable,
+from cqrs._internal.dispatch.events import EventDispatcher
+from cqrs._internal.dispatch.invokers import (
+    RequestInvoker,
+    StreamInvoker,
+    compile_request,
+    note_resolve_failure,
 )
+from cqrs._internal.errors import ConfigurationError, RequestHandlerDoesNotExist
+from cqrs._internal.events.processor import EventProcessor
+from cqrs._internal.events.publishers import EventPublisher
+from cqrs._internal.messages.events import IEvent
+from cqrs._internal.messages.requests import IRequest
+from cqrs._internal.pipeline.gate import middleware_gate
+from cqrs._internal.pipeline.middleware import HandleType, Middleware, MiddlewareChain, fold
 from cqrs._internal.registry import EventMap, RequestMap, describe_types
-from cqrs._internal.streaming import RequestStream, StreamEvents
+from cqrs._internal.settings import Settings, StreamEvents, parse_stream_events
+from cqrs._internal.streaming import RequestStream
 
 __all__ = ["EventMediator", "RequestMediator", "StreamingRequestMediator"]
 
@@ -47,14 +47,16 @@ def _middlewares_of(chain: MiddlewareChain | None) -> tuple[Middleware, ...]:
 class _Base:
     """What request and streaming mediators share: lookup, container, scopes, events.
 
-    ``dispatcher_type`` is accepted for 4.x signatures and ignored: dispatch is built in.
+    The 4.x constructor arguments build a :class:`Settings`; ``settings=`` (what bootstrap
+    passes) replaces them. ``dispatcher_type`` is accepted for 4.x signatures and ignored:
+    dispatch is built in.
     """
 
     def __init__(
         self,
         request_map: RequestMap,
         container: Any,
-        event_emitter: EventEmitter | None = None,
+        event_emitter: Any = None,
         middleware_chain: MiddlewareChain | None = None,
         event_map: EventMap | None = None,
         max_concurrent_event_handlers: int = 1,
@@ -63,35 +65,40 @@ class _Base:
         *,
         dispatcher_type: Any = None,
         event_publisher: EventPublisher | None = None,
+        settings: Settings | None = None,
     ) -> None:
         if not isinstance(request_map, RequestMap):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise ConfigurationError(
                 f"request_map must be a cqrs.RequestMap, got {type(request_map).__qualname__}."
             )
+        if settings is None:
+            settings = Settings(
+                max_concurrent_event_handlers=max_concurrent_event_handlers,
+                concurrent_event_handle_enable=concurrent_event_handle_enable,
+                scope_strategy=scope_strategy,
+                event_publisher=event_publisher,
+            )
+        self._settings = settings
         self._request_map = request_map
         self._container = wrap_container(container)
-        self._scope_strategy = ScopeStrategy(scope_strategy)
-        self._unscoped = self._scope_strategy is ScopeStrategy.NONE
-        concurrent = resolve_concurrent_event_handling(
-            self._scope_strategy, concurrent_event_handle_enable
-        )
+        self._scope_strategy = settings.scope_strategy
         self._middlewares = _middlewares_of(middleware_chain)
-        self._switchable = switchable(self._middlewares)
-        self._plans: dict[type[Any], _Plan] = {}
-        self._processor = EventProcessor(
-            event_map,
-            event_emitter,
-            max_concurrent_event_handlers,
-            concurrent,
-            publisher=event_publisher,
-        )
-        if event_emitter is not None and event_emitter.scope_strategy is not self._scope_strategy:
+        self._gate = middleware_gate(self._middlewares)
+        self._invokers: dict[type[Any], RequestInvoker] = {}
+        self._processor = EventProcessor(event_map, event_emitter, settings=settings)
+        emitter_strategy = getattr(event_emitter, "scope_strategy", self._scope_strategy)
+        if event_emitter is not None and emitter_strategy is not self._scope_strategy:
             logger.warning(
                 "The event emitter uses scope strategy %s but the mediator uses %s; event "
                 "handlers will not share the mediator's scopes.",
-                event_emitter.scope_strategy.value,
+                getattr(emitter_strategy, "value", emitter_strategy),
                 self._scope_strategy.value,
             )
+
+    @property
+    def settings(self) -> Settings:
+        """The options this mediator was built with."""
+        return self._settings
 
     @property
     def request_map(self) -> RequestMap:
@@ -103,41 +110,52 @@ class _Base:
         """Runs the events produced by handlers."""
         return self._processor
 
-    def _plan_for(self, request: object) -> _Plan:
-        """The cached plan for ``type(request)``; raises when nothing is bound."""
+    def _invoker_for(self, request: object) -> RequestInvoker:
+        """Compile and cache the invoker for ``type(request)``; raises when nothing is bound."""
         request_type = request.__class__
         binding = self._request_map.handler_for(request_type)
         if binding is None:
-            raise RequestHandlerDoesNotExist(
-                f"No handler is bound for {request_type.__qualname__}. Bound request types: "
-                f"{describe_types(self._request_map)}. Bind it in commands_mapper or "
-                f"queries_mapper: mapper.bind({request_type.__qualname__}, YourHandler)."
-            )
-        plan = self._plans[request_type] = _Plan(binding, self._container)
-        return plan
+            raise _not_bound(request, self._request_map)
+        invoker = compile_request(binding, self._container, self._scope_strategy)
+        self._invokers[request_type] = invoker
+        return invoker
 
     def _middlewares_now(self) -> Sequence[Middleware]:
         """The middlewares that take part in this call (see ``Middleware.enabled``)."""
-        middlewares = self._middlewares
-        return active(middlewares) if self._switchable else middlewares
+        gate = self._gate
+        return () if gate is None else gate()
 
     def _invoke(self, handle: HandleType, request: object) -> Awaitable[Any]:
         """``handle(request)`` through the active middlewares; a plain function, so the hot
         path pays for no extra coroutine."""
-        middlewares = self._middlewares_now() if self._middlewares else ()
+        gate = self._gate
+        middlewares = () if gate is None else gate()
         return fold(middlewares, handle)(request) if middlewares else handle(request)
 
 
-class _Plan:
-    """How one request type is handled: its binding, and what is known about it up front."""
-
-    __slots__ = ("binding", "build", "chain", "streaming")
-
-    def __init__(self, binding: Any, container: Any) -> None:
-        self.binding = binding
-        self.chain = isinstance(binding, list)
-        self.streaming = not self.chain and issubclass(binding, StreamingRequestHandler)
-        self.build = None if self.chain or self.streaming else container.factory(binding)
+def _not_bound(request: object, request_map: RequestMap) -> Exception:
+    """The error for a request with no handler, or for something that is not a request."""
+    if inspect.isclass(request):
+        return ConfigurationError(
+            f"send() and stream() take a request instance, got the class "
+            f"{request.__qualname__}; call them with {request.__qualname__}(...)."
+        )
+    if isinstance(request, IEvent):
+        return ConfigurationError(
+            f"{type(request).__qualname__} is an event, not a request: events are emitted by "
+            "handlers (their 'events' property) or consumed with EventMediator.send()."
+        )
+    if not isinstance(request, IRequest):
+        return ConfigurationError(
+            f"send() and stream() take a request (an instance of a cqrs.Request or "
+            f"cqrs.DCRequest subclass), got {type(request).__qualname__}: {request!r:.80}."
+        )
+    request_type = type(request)
+    return RequestHandlerDoesNotExist(
+        f"No handler is bound for {request_type.__qualname__}. Bound request types: "
+        f"{describe_types(request_map)}. Bind it in commands_mapper or "
+        f"queries_mapper: mapper.bind({request_type.__qualname__}, YourHandler)."
+    )
 
 
 class RequestMediator(_Base):
@@ -156,58 +174,40 @@ class RequestMediator(_Base):
 
     async def send(self, request: object) -> Any:
         """Handle ``request`` and return the handler's result; see the class docstring."""
-        plan = self._plans.get(request.__class__) or self._plan_for(request)
-        build = plan.build
-        if build is not None and self._unscoped and not scope_is_bound():
-            handler = build()
-            response = await self._invoke(handler.handle, request)
+        invoker = self._invokers.get(request.__class__) or self._invoker_for(request)
+        build = invoker.build
+        if build is not None and bound_scope() is None:
+            try:
+                handler = build()
+            except Exception as exc:
+                note_resolve_failure(exc, invoker, request)
+                raise
+            gate = self._gate
+            middlewares = () if gate is None else gate()
+            if middlewares:
+                response = await fold(middlewares, handler.handle)(request)
+            else:
+                response = await handler.handle(request)
             events = handler.events
             if events:
-                await self._processor.emit_events(events)
+                await self._processor.process(events)
             return response
         if self._scope_strategy is ScopeStrategy.SEND:
             async with enter_scope(self._container) as scoped:
-                return await self._dispatch(plan, request, scoped)
-        return await self._dispatch(plan, request, None)
+                return await self._dispatch(invoker, request, scoped)
+        return await self._dispatch(invoker, request, None)
 
-    async def _dispatch(self, plan: _Plan, request: Any, scoped: Any) -> Any:
-        container = scoped or self._container
-        binding = plan.binding
-        if plan.chain:
-            chain = cast(list[type[CORRequestHandler[Any, Any]]], binding)
-            response, events = await self._run_chain(chain, request, container)
-        elif plan.streaming:
+    async def _dispatch(self, invoker: RequestInvoker, request: Any, scoped: Any) -> Any:
+        if isinstance(invoker, StreamInvoker):
             raise ConfigurationError(
                 f"{type(request).__qualname__} is bound to the streaming handler "
-                f"{binding.__qualname__}; stream it with StreamingRequestMediator.stream(), "
-                "or bind a RequestHandler to send it."
+                f"{invoker.handler_type.__qualname__}; stream it with "
+                "StreamingRequestMediator.stream(), or bind a RequestHandler to send it."
             )
-        elif self._scope_strategy is ScopeStrategy.HANDLER:
-            async with enter_scope(self._container, reuse_existing=False) as handler_scope:
-                response, events = await self._run(binding, request, handler_scope)
-        else:
-            response, events = await self._run(binding, request, container)
+        response, events = await invoker.invoke(request, scoped or self._container, self._invoke)
         if events:
-            await self._processor.emit_events(events, scoped)
+            await self._processor.process(events, scoped)
         return response
-
-    async def _run(
-        self, handler_type: type[RequestHandler[Any, Any]], request: Any, container: Any
-    ) -> tuple[Any, Sequence[IEvent]]:
-        handler = await container.resolve(handler_type)
-        response = await self._invoke(handler.handle, request)
-        return response, handler.events
-
-    async def _run_chain(
-        self, classes: list[type[CORRequestHandler[Any, Any]]], request: Any, container: Any
-    ) -> tuple[Any, Sequence[IEvent]]:
-        links = [await container.resolve(cls) for cls in classes]
-        head = build_chain(links)
-        response = await self._invoke(head.handle, request)
-        events: list[IEvent] = []
-        for link in links:
-            events.extend(link.events)
-        return response, events
 
 
 class StreamingRequestMediator(_Base):
@@ -229,7 +229,7 @@ class StreamingRequestMediator(_Base):
         self,
         request_map: RequestMap,
         container: Any,
-        event_emitter: EventEmitter | None = None,
+        event_emitter: Any = None,
         middleware_chain: MiddlewareChain | None = None,
         event_map: EventMap | None = None,
         max_concurrent_event_handlers: int = 1,
@@ -238,26 +238,33 @@ class StreamingRequestMediator(_Base):
         *,
         dispatcher_type: Any = None,
         event_publisher: EventPublisher | None = None,
-        stream_events: StreamEvents | str = StreamEvents.BEFORE_ITEM,
+        stream_events: StreamEvents | str | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        if settings is None:
+            settings = Settings(
+                max_concurrent_event_handlers=max_concurrent_event_handlers,
+                concurrent_event_handle_enable=concurrent_event_handle_enable,
+                scope_strategy=scope_strategy,
+                event_publisher=event_publisher,
+                stream_events=parse_stream_events(stream_events or StreamEvents.BEFORE_ITEM),
+            )
+        elif stream_events is not None:
+            settings = settings.replace(stream_events=parse_stream_events(stream_events))
         super().__init__(
             request_map,
             container,
             event_emitter,
             middleware_chain,
             event_map,
-            max_concurrent_event_handlers,
-            concurrent_event_handle_enable,
-            scope_strategy,
             dispatcher_type=dispatcher_type,
-            event_publisher=event_publisher,
+            settings=settings,
         )
-        self._stream_events = _stream_events(stream_events)
 
     @property
     def stream_events(self) -> StreamEvents:
         """The default events policy of this mediator's streams."""
-        return self._stream_events
+        return self._settings.stream_events
 
     def stream(
         self, request: object, *, events: StreamEvents | str | None = None
@@ -265,27 +272,33 @@ class StreamingRequestMediator(_Base):
         """Start streaming ``request``; ``events`` overrides the mediator's events policy.
 
         Raises ``RequestHandlerDoesNotExist`` when no handler is bound and
-        ``ConfigurationError`` when the bound handler is not a streaming handler.
+        ``ConfigurationError`` when the bound handler is not a streaming handler, or when
+        ``request`` is not a request.
         """
-        plan = self._plans.get(request.__class__) or self._plan_for(request)
-        binding = plan.binding
-        if not plan.streaming:
+        invoker = self._invokers.get(request.__class__) or self._invoker_for(request)
+        if not isinstance(invoker, StreamInvoker):
             raise ConfigurationError(
-                f"{type(request).__qualname__} is bound to {_name(binding)}, which is not a "
+                f"{type(request).__qualname__} is bound to {_name(invoker)}, which is not a "
                 "streaming handler; send it with RequestMediator.send(), or bind a "
                 "StreamingRequestHandler to stream it."
             )
-        opener = self._opener(cast(type[Any], binding))
-        policy = self._stream_events if events is None else _stream_events(events)
-        return RequestStream(request, opener, self._processor, self._middlewares_now(), policy)
+        policy = self._settings.stream_events if events is None else parse_stream_events(events)
+        return RequestStream(
+            request,
+            self._opener(invoker, request),
+            self._processor,
+            self._middlewares_now(),
+            policy,
+        )
 
-    def _opener(self, handler_type: type[Any]) -> Any:
+    def _opener(self, invoker: StreamInvoker, request: Any) -> Any:
         strategy = self._scope_strategy
         container = self._container
 
-        async def open_handler(stack: contextlib.AsyncExitStack) -> tuple[Any, Any]:
+        async def open_handler(stack: contextlib.AsyncExitStack) -> tuple[Any, Any, Any]:
             if strategy is ScopeStrategy.NONE:
-                return await container.resolve(handler_type), None
+                handler, agen = await invoker.open(request, container)
+                return handler, agen, None
             scoped = current_container() if strategy is ScopeStrategy.SEND else None
             if scoped is None:
                 open_scope = getattr(container.root, "open_scope", None)
@@ -294,25 +307,17 @@ class StreamingRequestMediator(_Base):
                     if open_scope is not None
                     else container
                 )
-            handler = await scoped.resolve(handler_type)
-            return handler, (scoped if strategy is ScopeStrategy.SEND else None)
+            handler, agen = await invoker.open(request, scoped)
+            return handler, agen, (scoped if strategy is ScopeStrategy.SEND else None)
 
         return open_handler
 
 
-def _name(binding: Any) -> str:
-    if isinstance(binding, list):
+def _name(invoker: RequestInvoker) -> str:
+    handler_type = getattr(invoker, "handler_type", None)
+    if handler_type is None:
         return "a chain of handlers"
-    return str(getattr(binding, "__qualname__", binding))
-
-
-def _stream_events(value: StreamEvents | str) -> StreamEvents:
-    try:
-        return StreamEvents(value)
-    except ValueError:
-        raise ConfigurationError(
-            f"stream_events must be one of {[e.value for e in StreamEvents]}, got {value!r}."
-        ) from None
+    return str(getattr(handler_type, "__qualname__", handler_type))
 
 
 class EventMediator:
@@ -320,8 +325,10 @@ class EventMediator:
 
     Handlers run one after another in bind order, each through the middlewares (4.x ignored
     them here); the follow-up events a handler produces are dispatched the same way, depth
-    first, before the next handler runs. Handler exceptions propagate. An event with no
-    handler is logged at WARNING and ignored.
+    first, before the next handler runs. Handler exceptions propagate; a handler that raises
+    ``CancelledError`` by itself fails with ``EventHandlerCancelled``; follow-ups nested deeper
+    than ``max_event_depth`` raise ``EventCycleError``. An event with no handler is logged at
+    WARNING and ignored.
     """
 
     def __init__(
@@ -332,12 +339,27 @@ class EventMediator:
         scope_strategy: ScopeStrategy = ScopeStrategy.NONE,
         *,
         dispatcher_type: Any = None,
+        settings: Settings | None = None,
     ) -> None:
+        if settings is None:
+            settings = Settings(scope_strategy=scope_strategy)
+        self._settings = settings
         self._event_map = event_map
         self._container = wrap_container(container)
         self._middlewares = _middlewares_of(middleware_chain)
-        self._switchable = switchable(self._middlewares)
-        self._scope_strategy = ScopeStrategy(scope_strategy)
+        self._gate = middleware_gate(self._middlewares)
+        self._scope_strategy = settings.scope_strategy
+        self._dispatcher = EventDispatcher(
+            event_map,
+            self._container,
+            self._scope_strategy,
+            max_event_depth=settings.max_event_depth,
+        )
+
+    @property
+    def settings(self) -> Settings:
+        """The options this mediator was built with."""
+        return self._settings
 
     @property
     def event_map(self) -> EventMap:
@@ -348,30 +370,11 @@ class EventMediator:
         """Dispatch ``event`` and its follow-ups; see the class docstring."""
         if self._scope_strategy is ScopeStrategy.SEND:
             async with enter_scope(self._container) as scoped:
-                await self._dispatch(event, scoped)
+                await self._dispatcher.dispatch(event, scoped, self._call)
         else:
-            await self._dispatch(event, self._container)
+            await self._dispatcher.dispatch(event, self._container, self._call)
 
-    async def _dispatch(self, event: IEvent, container: Any) -> None:
-        handlers = self._event_map.get(type(event))
-        if not handlers:
-            logger.warning(
-                "No handler is bound for %s; bound event types: %s.",
-                type(event).__qualname__,
-                describe_types(self._event_map),
-            )
-            return
-        for handler_type in handlers:
-            if self._scope_strategy is ScopeStrategy.HANDLER:
-                async with enter_scope(self._container, reuse_existing=False) as scoped:
-                    follow = await self._handle(handler_type, event, scoped)
-            else:
-                follow = await self._handle(handler_type, event, container)
-            for child in follow:
-                await self._dispatch(child, container)
-
-    async def _handle(self, handler_type: Any, event: IEvent, container: Any) -> Sequence[IEvent]:
-        handler = await container.resolve(handler_type)
-        middlewares = active(self._middlewares) if self._switchable else self._middlewares
-        await fold(middlewares, handler.handle)(event)
-        return tuple(handler.events)
+    def _call(self, handle: HandleType, event: object) -> Awaitable[Any]:
+        gate = self._gate
+        middlewares = () if gate is None else gate()
+        return fold(middlewares, handle)(event) if middlewares else handle(event)

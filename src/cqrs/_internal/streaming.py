@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from cqrs._internal.coro import finish_soon
-from cqrs._internal.errors import ConfigurationError
-from cqrs._internal.events.fanout import FanOut
-from cqrs._internal.events.processor import EventProcessor
+from cqrs._internal.errors import StreamStateError
+from cqrs._internal.events.processor import EventProcessor, StreamEventPipeline
 from cqrs._internal.messages.events import IEvent
 from cqrs._internal.pipeline.middleware import Middleware, wrap_stream
+from cqrs._internal.settings import StreamEvents
 
 __all__ = ["RequestStream", "StreamEvents"]
 
@@ -36,21 +34,6 @@ logger = logging.getLogger("cqrs")
 T = TypeVar("T")
 
 _NEW, _OPEN, _CLOSED = 0, 1, 2
-
-
-class StreamEvents(enum.StrEnum):
-    """When the events of a streamed item are processed.
-
-    ``BEFORE_ITEM`` (default, as 4.x): an item reaches the consumer only after the events the
-    handler emitted before yielding it, and their follow-ups, are done.
-    ``CONCURRENT``: the item goes out at once; its events run in a bounded background pipeline
-    (at most the mediator's handler limit at once; the stream waits when the pipeline is
-    full); the stream ends only when every event of every item is done. When such a stream is
-    closed early, event work still in flight is cancelled and logged at WARNING.
-    """
-
-    BEFORE_ITEM = "before_item"
-    CONCURRENT = "concurrent"
 
 
 class _Source:
@@ -62,7 +45,7 @@ class _Source:
         self,
         handler: Any,
         agen: AsyncIterator[Any],
-        dispatch: Callable[[Sequence[IEvent]], Awaitable[None]],
+        dispatch: Callable[[Sequence[IEvent]], Awaitable[object]],
     ) -> None:
         self.handler = handler
         self.agen = agen
@@ -105,8 +88,9 @@ class _NotOpen:
 
 _NOT_OPEN = _NotOpen()
 
-StreamOpener = Callable[[contextlib.AsyncExitStack], Awaitable[tuple[Any, Any]]]
-"""Resolves the handler inside the given exit stack; returns ``(handler, scoped container)``."""
+StreamOpener = Callable[[contextlib.AsyncExitStack], Awaitable[tuple[Any, Any, Any]]]
+"""Opens the handler inside the given exit stack: ``(handler, its async generator, the
+scoped container its events resolve from or None)``."""
 
 
 class RequestStream(Generic[T]):
@@ -118,12 +102,14 @@ class RequestStream(Generic[T]):
     has finished when you go on. Items may be ``None`` when the handler yields ``None``.
 
     After the stream ended or was closed, ``__anext__`` raises ``StopAsyncIteration``.
+    Entering it with ``async with`` a second time raises ``StreamStateError``.
     """
 
     __slots__ = (
         "__weakref__",
         "_direct",
-        "_fan",
+        "_entered",
+        "_events",
         "_layers",
         "_middlewares",
         "_open_handler",
@@ -155,7 +141,8 @@ class RequestStream(Generic[T]):
         self._outer: AsyncIterator[Any] = _NOT_OPEN
         self._direct: _Source | None = None
         self._layers: list[AsyncIterator[Any]] = []
-        self._fan: FanOut | None = None
+        self._events: StreamEventPipeline | None = None
+        self._entered = False
 
     @property
     def request(self) -> Any:
@@ -210,6 +197,13 @@ class RequestStream(Generic[T]):
         self._state = _CLOSED
 
     async def __aenter__(self) -> RequestStream[T]:
+        if self._entered:
+            raise StreamStateError(
+                f"This stream of {type(self._request).__qualname__} was already entered with "
+                "'async with'; a stream is consumed once. Call mediator.stream() again for a "
+                "new one."
+            )
+        self._entered = True
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -225,29 +219,11 @@ class RequestStream(Generic[T]):
         stack = contextlib.AsyncExitStack()
         self._stack = stack
         try:
-            handler, container = await self._open_handler(stack)
-            agen = handler.handle(self._request)
-            if not hasattr(agen, "__anext__"):
-                raise ConfigurationError(
-                    f"{type(handler).__qualname__}.handle must be an async generator "
-                    f"('async def' with 'yield') to be streamed; it returned "
-                    f"{type(agen).__qualname__}. Use RequestMediator.send() for unary handlers."
-                )
-            processor = self._processor
-            if self._policy is StreamEvents.CONCURRENT and processor.event_emitter is not None:
-                execute = processor.executor(container)
-                assert execute is not None
-                fan = self._fan = FanOut(execute, processor.limit)
-                jobs_for_all = processor.event_emitter.jobs_for_all
-
-                async def dispatch(events: Sequence[IEvent]) -> None:
-                    await fan.submit(jobs_for_all(events))
-
-            elif container is None:
-                dispatch = processor.emit_events
-            else:
-                dispatch = functools.partial(processor.emit_events, container=container)
-
+            handler, agen, container = await self._open_handler(stack)
+            events = self._events = self._processor.open_stream_pipeline(
+                container, self._policy is StreamEvents.CONCURRENT
+            )
+            dispatch = events.dispatch
             source = self._source = _Source(handler, agen, dispatch)
             if self._middlewares:
                 self._layers = wrap_stream(self._middlewares, self._request, source)
@@ -292,8 +268,8 @@ class RequestStream(Generic[T]):
             leftover = source.take_events()
             if leftover:
                 await source.dispatch(leftover)
-            if self._fan is not None:
-                await self._fan.drain()
+            if self._events is not None:
+                await self._events.drain()
         except Exception as flush_error:
             if exc is None:
                 raise
@@ -312,20 +288,20 @@ class RequestStream(Generic[T]):
         source = self._source
         if source is not None:
             first_error = await _close(source.agen, first_error)
-        fan = self._fan
-        if fan is not None and fan.busy:
-            abandoned = fan.cancel()
+        events = self._events
+        if events is not None:
+            try:
+                abandoned = await events.shutdown()
+            except asyncio.CancelledError as exc:  # cancelled again: closing went on first
+                first_error = first_error or exc
+                abandoned = []
             if abandoned:
                 logger.warning(
                     "Stream of %s closed early: %d events still being handled were cancelled: %s",
                     type(self._request).__qualname__,
                     len(abandoned),
-                    ", ".join(type(event).__qualname__ for event, _ in abandoned),
+                    ", ".join(type(job[0]).__qualname__ for job in abandoned),
                 )
-            try:
-                await fan.wait_idle()
-            except asyncio.CancelledError as exc:  # cancelled again: finish closing first
-                first_error = first_error or exc
         if source is not None and not cancelled:
             late = source.handler.events
             if late:

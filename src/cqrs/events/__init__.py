@@ -1,6 +1,10 @@
 """Events: message types, handlers, the emitter and the map (4.x package)."""
 
 from cqrs._internal.events.emitter import EventEmitter as EventEmitter
+from cqrs._internal.events.publishers import ConcurrentPublisher as ConcurrentPublisher
+from cqrs._internal.events.publishers import EventPublisher as EventPublisher
+from cqrs._internal.events.publishers import SequentialPublisher as SequentialPublisher
+from cqrs._internal.events.session import EventSession as EventSession
 from cqrs._internal.handlers.event import EventHandler as EventHandler
 from cqrs._internal.messages.events import DCDomainEvent as DCDomainEvent
 from cqrs._internal.messages.events import DCEvent as DCEvent
@@ -32,4 +36,8 @@ __all__ = [
     "PydanticEvent",
     "PydanticNotificationEvent",
     "EventMap",
+    "EventPublisher",
+    "EventSession",
+    "SequentialPublisher",
+    "ConcurrentPublisher",
 ]

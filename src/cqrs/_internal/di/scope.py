@@ -31,6 +31,7 @@ __all__ = [
     "handler_scope",
     "resolve_concurrent_event_handling",
     "scope_is_bound",
+    "bound_scope",
     "wrap_container",
 ]
 
@@ -143,6 +144,11 @@ class ScopeAwareContainer(Generic[C]):
 
     def __repr__(self) -> str:
         return f"ScopeAwareContainer({self._root!r})"
+
+
+bound_scope = _BOUND.get
+"""``bound_scope()`` is not ``None`` while a scope is bound to the current context: the
+check of :func:`scope_is_bound` without a Python call, for hot paths."""
 
 
 def scope_is_bound() -> bool:

@@ -2,45 +2,108 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from cqrs._internal.brokers.protocol import Message, MessageBroker
-from cqrs._internal.di.scope import ScopeStrategy, enter_scope, scope_is_bound, wrap_container
-from cqrs._internal.errors import ConfigurationError, NoBrokerError
+from cqrs._internal.coro import being_cancelled
+from cqrs._internal.di.scope import ScopeStrategy, bound_scope, wrap_container
+from cqrs._internal.dispatch.events import cycle_message
+from cqrs._internal.dispatch.invokers import HandlerInvoker, as_events, note_resolve_failure
+from cqrs._internal.errors import EventCycleError, EventHandlerCancelled, NoBrokerError
 from cqrs._internal.events.fanout import Job
+from cqrs._internal.events.publishers import EventPublisher
 from cqrs._internal.messages.events import IDomainEvent, IEvent, INotificationEvent
 from cqrs._internal.registry import EventMap
 from cqrs._internal.serialization.json import EventSerializer, JsonEventSerializer
+from cqrs._internal.settings import ErrorHook, FailurePolicy, Settings
 
-__all__ = ["ErrorHook", "EventEmitter", "FailurePolicy"]
+__all__ = [
+    "EMIT",
+    "ErrorHook",
+    "EventEmitter",
+    "FailurePolicy",
+    "as_events",
+    "cycle_error",
+    "stray_cancel",
+    "uses_own_emit",
+]
 
 logger = logging.getLogger("cqrs")
 
-FailurePolicy = Literal["log", "raise"]
-ErrorHook = Callable[[IEvent, Any, Exception], Awaitable[object] | object]
+_PUBLISH: Any = "publish to broker"
+EMIT: Any = "EventEmitter.emit"
+"""The target of a job that a user's own ``emit`` runs (see :func:`uses_own_emit`)."""
 
-_PUBLISH = "publish to broker"
-_UNKNOWN: Any = object()
+_UNPLANNED: Any = object()
 _DEFAULT_SERIALIZER = JsonEventSerializer()
+
+
+def uses_own_emit(emitter: object) -> bool:
+    """True when events must go through ``emitter.emit`` rather than the stock fast path.
+
+    That is the case for an emitter that is not an ``EventEmitter`` (duck-typed, or a mock), a
+    subclass that overrides ``emit``, and an instance whose ``emit`` was replaced.
+    """
+    cls = type(emitter)
+    if not issubclass(cls, EventEmitter):
+        return True
+    return cls.overrides_emit or "emit" in emitter.__dict__
+
+
+def cycle_error(parent: Job, follow: Sequence[IEvent], limit: int) -> EventCycleError:
+    """The error for follow-ups of ``parent`` that would nest deeper than ``limit``."""
+    chain: list[str] = []
+    job: Any = parent
+    while job is not None:
+        chain.append(type(job[0]).__qualname__)
+        job = job[3]
+    chain.reverse()
+    chain.append(type(follow[0]).__qualname__)
+    return EventCycleError(cycle_message(chain, limit))
+
+
+def stray_cancel(exc: asyncio.CancelledError, handler: Any) -> EventHandlerCancelled:
+    """Wrap a ``CancelledError`` a handler raised by itself (its caller was not cancelled)."""
+    error = EventHandlerCancelled(
+        f"Event handler {getattr(handler, '__qualname__', handler)} raised CancelledError "
+        "although its caller was not cancelled (an expired asyncio.timeout or a cancelled "
+        "task it awaited?); it is treated as that handler's failure."
+    )
+    error.__cause__ = exc
+    return error
 
 
 class EventEmitter:
     """Runs domain events through their handlers and publishes notification events.
 
-    ``emit(event)`` handles one event and returns the follow-up events its handlers produced
-    (4.x API). Domain events (``IDomainEvent``) go to the handlers bound in ``event_map``,
-    resolved through ``container``; notification events (``INotificationEvent``) are sent to
-    ``message_broker`` as a :class:`Message`. Any other event is logged at WARNING and skipped
-    (4.x dropped it silently).
+    ``emit(event)`` handles one event and returns the follow-up events its handlers produced,
+    each once, in handler order (4.x API). Domain events (``IDomainEvent``) go to the handlers
+    bound in ``event_map``, resolved through ``container``, one after another; notification
+    events (``INotificationEvent``) are sent to ``message_broker`` as a :class:`Message`. Any
+    other event is logged at WARNING and skipped (4.x dropped it silently).
 
     ``failure_policy`` decides what a failing event handler does: ``"log"`` (default) logs it
     with its traceback and goes on; ``"raise"`` lets the error reach the caller once the other
     events are done. ``on_error(event, handler, exc)``, sync or async, is called for every
-    failure under both policies. A broker failure always reaches the caller.
+    failure under both policies. A handler that raises ``CancelledError`` while its caller was
+    not cancelled fails with ``EventHandlerCancelled``. A broker failure, and a chain of
+    follow-ups deeper than ``max_event_depth`` (``EventCycleError``), always reach the caller.
+
+    The mediators run events through the emitter's own fast path; a subclass that overrides
+    ``emit``, an instance whose ``emit`` was replaced, or any other object with
+    ``async emit(event)`` is called once per event instead, follow-ups included.
     """
+
+    overrides_emit: ClassVar[bool] = False
+    """True for a subclass that overrides :meth:`emit` (set when the subclass is created)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.overrides_emit = cls.emit is not EventEmitter.emit
 
     def __init__(
         self,
@@ -52,21 +115,30 @@ class EventEmitter:
         serializer: EventSerializer | None = None,
         failure_policy: FailurePolicy = "log",
         on_error: ErrorHook | None = None,
+        settings: Settings | None = None,
     ) -> None:
-        if failure_policy not in ("log", "raise"):
-            raise ConfigurationError(
-                f"failure_policy must be 'log' or 'raise', got {failure_policy!r}."
+        if settings is None:
+            settings = Settings(
+                scope_strategy=scope_strategy,
+                serializer=serializer,
+                event_failure_policy=failure_policy,
+                on_event_error=on_error,
             )
+        self._settings = settings
         self._event_map = event_map
         self._container = wrap_container(container)
         self._message_broker = message_broker
-        self._scope_strategy = ScopeStrategy(scope_strategy)
-        self._serializer: EventSerializer = serializer or _DEFAULT_SERIALIZER
-        self.failure_policy: FailurePolicy = failure_policy
-        self.on_error = on_error
+        self._scope_strategy = settings.scope_strategy
+        self._serializer: EventSerializer = settings.serializer or _DEFAULT_SERIALIZER
+        self.failure_policy: FailurePolicy = settings.event_failure_policy
+        self.on_error = settings.on_event_error
+        self.max_event_depth = settings.max_event_depth
         self._targets: dict[type[Any], tuple[Any, ...]] = {}
-        self._builds: dict[Any, Callable[[], Any] | None] = {}
-        self._unscoped = self._scope_strategy is ScopeStrategy.NONE
+
+    @property
+    def settings(self) -> Settings:
+        """The options this emitter was built with."""
+        return self._settings
 
     @property
     def event_map(self) -> EventMap:
@@ -89,31 +161,48 @@ class EventEmitter:
         return self._scope_strategy
 
     async def emit(self, event: IEvent) -> Sequence[IEvent]:
-        """Handle ``event`` (its handlers one after another) and return the follow-ups."""
+        """Handle ``event`` (its handlers one after another) and return the follow-ups.
+
+        Each follow-up event is returned once, whether or not anything handles it.
+        """
         follow: list[IEvent] = []
-        for job in self.jobs_for(event):
-            follow.extend(e for e, _ in await self.run(job))
+        for target in self.targets_of(event.__class__):
+            follow.extend(await self._follow_ups(event, target, None))
         return follow
 
     def jobs_for(self, event: IEvent) -> list[Job]:
         """The jobs for one event: one per bound handler, or one publish."""
         return self.jobs_for_all((event,))
 
-    def jobs_for_all(self, events: Sequence[IEvent]) -> list[Job]:
-        """The jobs for several events, in event order."""
+    def jobs_for_all(
+        self, events: Sequence[IEvent], depth: int = 0, parent: Job | None = None
+    ) -> list[Job]:
+        """The jobs for several events, in event order, ``depth`` generations deep."""
+        if events.__class__ is not list and events.__class__ is not tuple:
+            events = as_events(events)
         jobs: list[Job] = []
         append = jobs.append
+        targets_of = self._targets.get
         for event in events:
-            targets = self._targets.get(event.__class__)
-            if targets is None:
+            targets: Any = targets_of(event.__class__, _UNPLANNED)
+            if targets is _UNPLANNED:
                 targets = self._plan(event.__class__)
             for target in targets:
-                append((event, target))
+                append((event, target, depth, parent))
         return jobs
 
+    def targets_of(self, event_type: type[Any]) -> tuple[Any, ...]:
+        """The compiled targets of ``event_type``: one per bound handler, or one publish."""
+        targets: Any = self._targets.get(event_type, _UNPLANNED)
+        return self._plan(event_type) if targets is _UNPLANNED else targets
+
     def _plan(self, event_type: type[Any]) -> tuple[Any, ...]:
+        targets: tuple[Any, ...]
         if issubclass(event_type, IDomainEvent):
-            targets = tuple(self._event_map.get(event_type, ()))
+            targets = tuple(
+                HandlerInvoker(handler, self._container, self._scope_strategy)
+                for handler in self._event_map.get(event_type, ())
+            )
             if not targets:
                 logger.warning(
                     "No handler is bound for domain event %s; it is skipped. Bind one in "
@@ -132,43 +221,67 @@ class EventEmitter:
         self._targets[event_type] = targets
         return targets
 
-    async def run(self, job: Job, container: Any = None) -> list[Job]:
+    async def run(
+        self, job: Job, container: Any = None, then: EventPublisher | None = None
+    ) -> list[Job]:
         """Run one job and return the jobs of its follow-up events.
 
         ``container`` is the scope to resolve from (the mediator passes the ``send`` scope);
-        ``None`` means the emitter's own container.
+        ``None`` means the emitter's own container. With ``then``, the follow-up jobs are
+        published there (and awaited) instead of returned. Raises ``EventCycleError`` when the
+        follow-ups would nest deeper than ``max_event_depth``.
         """
-        event, target = job
+        event, target = job[0], job[1]
+        build = None if target is _PUBLISH else target.build
+        if build is not None and container is None and bound_scope() is None:
+            # The common case inline: a handler built without a scope, one coroutine frame.
+            try:
+                try:
+                    handler = build()
+                except Exception as exc:
+                    note_resolve_failure(exc, target, event)
+                    raise
+                await handler.handle(event)
+                follow = handler.events
+            except BaseException as exc:
+                await self._failed(event, target, exc)
+                return []
+        else:
+            follow = await self._follow_ups(event, target, container)
+        if not follow:
+            return []
+        follow = as_events(follow)
+        depth = job[2] + 1
+        if depth > self.max_event_depth:
+            raise cycle_error(job, follow, self.max_event_depth)
+        jobs = self.jobs_for_all(follow, depth, job)
+        if then is None or not jobs:
+            return jobs
+        await then.publish(jobs, self.run)
+        return []
+
+    async def _follow_ups(self, event: Any, target: Any, container: Any) -> Sequence[IEvent]:
+        """Publish ``event``, or handle it with ``target`` resolved from ``container`` (the
+        emitter's own for ``None``); a handler's failure goes to the failure policy."""
         if target is _PUBLISH:
             await self._publish(event)
-            return []
+            return ()
         try:
-            if container is None and self._unscoped:
-                build = self._builds.get(target, _UNKNOWN)
-                if build is _UNKNOWN:
-                    build = self._builds[target] = self._container.factory(target)
-                if build is not None and not scope_is_bound():
-                    handler = build()
-                    await handler.handle(event)
-                    follow = handler.events
-                else:
-                    follow = await self._handle(event, target, self._container)
-            else:
-                follow = await self._handle(event, target, container or self._container)
-        except Exception as exc:
-            await self._report(event, target, exc)
-            return []
-        return self.jobs_for_all(follow) if follow else []
+            _, follow = await target.invoke(event, container or self._container)
+        except BaseException as exc:
+            await self._failed(event, target, exc)
+            return ()
+        return as_events(follow)
 
-    async def _handle(self, event: IEvent, handler_type: Any, container: Any) -> Sequence[IEvent]:
-        if self._scope_strategy is ScopeStrategy.HANDLER:
-            async with enter_scope(self._container, reuse_existing=False) as scoped:
-                handler = await scoped.resolve(handler_type)
-                await handler.handle(event)
-                return handler.events
-        handler = await container.resolve(handler_type)
-        await handler.handle(event)
-        return handler.events
+    async def _failed(self, event: Any, target: Any, exc: BaseException) -> None:
+        """Report a handler's failure under the policy; re-raise what is not one (a real
+        cancellation, ``KeyboardInterrupt``...)."""
+        if isinstance(exc, Exception):
+            await self._report(event, target.handler_type, exc)
+        elif isinstance(exc, asyncio.CancelledError) and not being_cancelled():
+            await self._report(event, target.handler_type, stray_cancel(exc, target.handler_type))
+        else:
+            raise exc
 
     async def _report(self, event: IEvent, handler_type: Any, exc: Exception) -> None:
         if self.on_error is not None:

@@ -1,7 +1,8 @@
-"""Running event jobs one at a time or concurrently under a limit.
+"""The job pool behind concurrent event handling: jobs, worker tasks, collected failures.
 
-A *job* is one unit of event work: one handler for one domain event, or one publish of a
-notification event. Running a job returns its follow-up jobs. The limit bounds how many jobs
+A *job* is one unit of event work: one handler for one domain event, one publish of a
+notification event, or one call of a user's own ``EventEmitter.emit``. Running a job returns
+its follow-up jobs. Publishers treat jobs as opaque values. The limit bounds how many jobs
 run at once (handler executions, not events). Failures (``Exception``) are collected while the
 other jobs go on and raised once everything is done: the only failure as itself, several as an
 ``ExceptionGroup``. Cancellation stops everything at once; no job outlives the call that
@@ -13,22 +14,16 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
-from cqrs._internal.coro import await_noticing_wait
+__all__ = ["YIELD_EVERY", "Execute", "FanOut", "Job", "raise_collected"]
 
-__all__ = [
-    "ConcurrentPublisher",
-    "EventPublisher",
-    "Execute",
-    "FanOut",
-    "Job",
-    "SequentialPublisher",
-    "raise_collected",
-]
+Job = tuple[Any, Any, int, Any]
+"""``(event, target, depth, parent job)``: an opaque unit of event work for publishers."""
 
-Job = tuple[Any, Any]
-"""``(event, target)``: the event and the handler class (or publish marker) that takes it."""
+YIELD_EVERY = 64
+"""A publisher running jobs inline lets the event loop run after this many jobs, so a long
+fan-out of handlers that never wait cannot starve timeouts and other tasks."""
 
 Execute = Callable[[Job], Coroutine[Any, Any, Sequence[Job]]]
 
@@ -38,99 +33,6 @@ def raise_collected(errors: list[Exception]) -> NoReturn:
     if len(errors) == 1:
         raise errors[0]
     raise ExceptionGroup(f"{len(errors)} event jobs failed", errors)
-
-
-class EventPublisher(Protocol):
-    """Decides how the jobs of a batch of events are scheduled.
-
-    ``publish`` must run every job and every follow-up job it returns exactly once, and must not
-    return while any job it started is still running.
-    """
-
-    async def publish(self, jobs: Sequence[Job], execute: Execute) -> None:
-        """Run ``jobs`` and their follow-ups to completion."""
-        ...
-
-
-class SequentialPublisher:
-    """Runs jobs one at a time, in order, follow-ups after the jobs already queued (BFS)."""
-
-    async def publish(self, jobs: Sequence[Job], execute: Execute) -> None:
-        """Run every job inline; collect failures and raise them at the end."""
-        if len(jobs) == 1:
-            jobs = await execute(jobs[0])
-            if not jobs:
-                return
-        queue = collections.deque(jobs)
-        errors: list[Exception] = []
-        while queue:
-            try:
-                follow = await execute(queue.popleft())
-            except Exception as exc:
-                errors.append(exc)
-                continue
-            if follow:
-                queue.extend(follow)
-        if errors:
-            raise_collected(errors)
-
-
-class ConcurrentPublisher:
-    """Runs at most ``limit`` jobs at once; a follow-up starts as soon as a slot is free.
-
-    The calling task runs jobs itself, one after another. Helper tasks (at most ``limit - 1``)
-    are started only when the job the caller runs actually waits (it goes on waiting in the
-    caller's task, as a plain ``await``). Jobs that never wait therefore cost no task and no
-    loop turn, and a single job runs inline.
-    """
-
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError(f"the concurrency limit must be at least 1, got {limit}")
-        self.limit = limit
-
-    async def publish(self, jobs: Sequence[Job], execute: Execute) -> None:
-        """Run ``jobs`` under the limit; collect failures and raise them at the end."""
-        if self.limit == 1 or len(jobs) == 1:
-            await _SEQUENTIAL.publish(jobs, execute)
-            return
-        queue = collections.deque(jobs)
-        errors: list[Exception] = []
-        helpers: FanOut | None = None
-
-        def start_helpers() -> None:
-            nonlocal helpers
-            if helpers is None:
-                helpers = FanOut(execute, self.limit - 1, queue, errors)
-            helpers.spawn()
-
-        try:
-            while True:
-                while queue:
-                    work = execute(queue.popleft())
-                    try:
-                        if queue:
-                            follow = await await_noticing_wait(work, start_helpers)
-                        else:
-                            follow = await work
-                    except Exception as exc:
-                        errors.append(exc)
-                        follow = ()
-                    if follow:
-                        queue.extend(follow)
-                if helpers is None or not helpers.running:
-                    break
-                await helpers.wait_idle()
-            if helpers is not None:
-                helpers.raise_failures()
-            elif errors:
-                raise_collected(errors)
-        finally:
-            if helpers is not None:
-                helpers.cancel()
-
-
-_SEQUENTIAL = SequentialPublisher()
 
 
 class FanOut:
@@ -201,12 +103,34 @@ class FanOut:
             raise_collected(errors)
 
     def cancel(self) -> list[Job]:
-        """Cancel every running job and drop the queue; return the jobs that did not finish."""
+        """Cancel every running job and drop the queue; return the jobs that did not finish.
+
+        The workers finish their cancellation later: :meth:`shutdown` also waits for them.
+        """
         abandoned = [job for job in self.running.values() if job is not None]
         abandoned.extend(self.queue)
         self.queue.clear()
         for task in self.running:
             task.cancel()
+        return abandoned
+
+    async def shutdown(self) -> list[Job]:
+        """Cancel every job and wait until every worker has ended, ``finally`` blocks included.
+
+        Return the jobs that did not finish. Cancelling the caller while it waits does not cut
+        the wait short (no worker may outlive its owner); the cancellation is raised once the
+        workers are gone.
+        """
+        abandoned = self.cancel()
+        interrupted: asyncio.CancelledError | None = None
+        while self.running:
+            try:
+                await self.wait_idle()
+            except asyncio.CancelledError as exc:
+                interrupted = exc
+                self.cancel()
+        if interrupted is not None:
+            raise interrupted
         return abandoned
 
     def spawn(self) -> None:

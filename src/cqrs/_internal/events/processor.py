@@ -1,38 +1,45 @@
-"""Runs the events a handler produced, follow-ups included, under a publishing strategy."""
+"""Runs the events a handler produced, follow-ups included, under a publishing strategy.
+
+One path serves ``send``, both stream policies and every kind of emitter: the events become
+*jobs*, and the publisher (stock or the user's) schedules them. For a stock ``EventEmitter`` a
+job is one handler of one event (so the concurrency limit bounds handler executions); for an
+emitter whose ``emit`` is its own (a subclass, a patched instance, a mock, a duck type) a job is
+one ``emit(event)`` call, so every event, follow-ups included, goes through that ``emit``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from cqrs._internal.events.emitter import EventEmitter
-from cqrs._internal.events.fanout import (
+from cqrs._internal.coro import being_cancelled
+from cqrs._internal.dispatch.invokers import as_events
+from cqrs._internal.events.emitter import (
+    EMIT,
+    EventEmitter,
+    cycle_error,
+    stray_cancel,
+    uses_own_emit,
+)
+from cqrs._internal.events.fanout import Execute, Job
+from cqrs._internal.events.publishers import (
     ConcurrentPublisher,
     EventPublisher,
-    Execute,
-    Job,
     SequentialPublisher,
+    choose_publisher,
 )
+from cqrs._internal.events.session import EventSession, open_session
 from cqrs._internal.messages.events import IEvent
+from cqrs._internal.settings import Settings
 
-__all__ = ["EventProcessor", "choose_publisher"]
+__all__ = ["EventProcessor", "StreamEventPipeline", "choose_publisher"]
 
 logger = logging.getLogger("cqrs")
 
-
-def choose_publisher(
-    max_concurrent_event_handlers: int, concurrent_event_handle_enable: bool
-) -> EventPublisher:
-    """The 4.x knobs as a strategy: sequential, or concurrent with at most N handlers at once."""
-    if not isinstance(max_concurrent_event_handlers, int) or max_concurrent_event_handlers < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise ValueError(
-            "max_concurrent_event_handlers must be an int >= 1, got "
-            f"{max_concurrent_event_handlers!r}."
-        )
-    if concurrent_event_handle_enable and max_concurrent_event_handlers > 1:
-        return ConcurrentPublisher(max_concurrent_event_handlers)
-    return SequentialPublisher()
+JobsFor = Callable[[Sequence[IEvent]], list[Job]]
 
 
 class EventProcessor:
@@ -41,66 +48,190 @@ class EventProcessor:
     Sequential (``concurrent_event_handle_enable=False``): one handler execution at a time,
     in order, follow-ups after the events already queued. Concurrent: at most
     ``max_concurrent_event_handlers`` handler executions at once (4.x limited events, not
-    handlers), follow-ups start as soon as a slot is free. ``publisher=`` replaces both with
-    your own :class:`EventPublisher`.
+    handlers), follow-ups start as soon as a slot is free. ``publisher=`` (or
+    ``settings.event_publisher``) replaces both with your own :class:`EventPublisher`.
 
     ``emit_events`` returns only when every job it started has finished; if it is cancelled,
-    the jobs are cancelled with it. Failures are raised once the other events are done (see
-    the emitter's ``failure_policy``). A mediator without an emitter logs the events it drops.
+    the jobs are cancelled and awaited before the cancellation goes on. Failures are raised
+    once the other events are done (see the emitter's ``failure_policy``). A mediator without
+    an emitter logs the events it drops.
     """
 
     def __init__(
         self,
         event_map: Any = None,
-        event_emitter: EventEmitter | None = None,
+        event_emitter: Any = None,
         max_concurrent_event_handlers: int = 1,
         concurrent_event_handle_enable: bool = True,
         *,
         publisher: EventPublisher | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        if settings is None:
+            settings = Settings(
+                max_concurrent_event_handlers=max_concurrent_event_handlers,
+                concurrent_event_handle_enable=concurrent_event_handle_enable,
+                event_publisher=publisher,
+            )
+        self.settings = settings
         self.event_map = event_map
         self.event_emitter = event_emitter
-        self.max_concurrent_event_handlers = max_concurrent_event_handlers
-        self.concurrent_event_handle_enable = concurrent_event_handle_enable
-        self.publisher = publisher or choose_publisher(
-            max_concurrent_event_handlers, concurrent_event_handle_enable
+        self.max_concurrent_event_handlers = settings.max_concurrent_event_handlers
+        self.concurrent_event_handle_enable = settings.concurrent_events
+        self.limit = settings.event_limit
+        self.publisher: EventPublisher = settings.event_publisher or choose_publisher(self.limit)
+        self._stock_publisher = type(self.publisher) in (SequentialPublisher, ConcurrentPublisher)
+        self._stock_emitter: EventEmitter | None = (
+            event_emitter
+            if event_emitter is not None and not uses_own_emit(event_emitter)
+            else None
         )
-        self._execute: Execute | None = event_emitter.run if event_emitter is not None else None
 
-    @property
-    def limit(self) -> int:
-        """How many handler executions may run at once."""
-        publisher = self.publisher
-        return publisher.limit if isinstance(publisher, ConcurrentPublisher) else 1
+    def route(self, container: Any = None) -> tuple[JobsFor, Execute] | None:
+        """How events become jobs now, and what runs a job: ``None`` without an emitter.
 
-    def executor(self, container: Any = None) -> Execute | None:
-        """The job runner, resolving handlers from ``container`` (None: the emitter's own)."""
+        ``container`` is the scope handlers resolve from (``None``: the emitter's own).
+        """
         emitter = self.event_emitter
         if emitter is None:
             return None
+        if uses_own_emit(emitter):
+            return _emit_jobs, _emit_runner(emitter, self.settings.max_event_depth)
+        stock: EventEmitter = emitter
         if container is None:
-            return self._execute
+            return stock.jobs_for_all, stock.run
 
         async def execute(job: Job) -> Sequence[Job]:
-            return await emitter.run(job, container)
+            return await stock.run(job, container)
 
-        return execute
+        return stock.jobs_for_all, execute
 
     async def emit_events(self, events: Sequence[IEvent], container: Any = None) -> None:
         """Process ``events`` and their follow-ups to completion."""
+        await self.process(events, container)
+
+    def process(self, events: Sequence[IEvent], container: Any = None) -> Awaitable[object]:
+        """:meth:`emit_events` as an awaitable, one coroutine frame cheaper where it can be.
+
+        The common case (a stock emitter and publisher, one event with one handler, no scope)
+        is the handler's job itself, publishing its follow-ups when it has any.
+        """
+        stock = self._stock_emitter
+        if (
+            stock is not None
+            and container is None
+            and self._stock_publisher
+            and events.__class__ is list
+            and len(events) == 1
+            and "emit" not in stock.__dict__
+        ):
+            event = events[0]
+            targets = stock.targets_of(event.__class__)
+            if len(targets) == 1:
+                return stock.run((event, targets[0], 0, None), None, self.publisher)
+        return self._emit(events, container)
+
+    async def _emit(self, events: Sequence[IEvent], container: Any) -> None:
         if not events:
             return
-        emitter = self.event_emitter
-        if emitter is None:
-            logger.warning(
-                "%d events were produced but the mediator has no event emitter; they are "
-                "dropped: %s",
-                len(events),
-                ", ".join(type(e).__qualname__ for e in events),
-            )
+        stock = self._stock_emitter
+        if stock is None or container is not None or "emit" in stock.__dict__:
+            await self._emit_routed(events, container)
             return
-        jobs = emitter.jobs_for_all(events)
+        jobs = stock.jobs_for_all(events)
         if jobs:
-            execute = self._execute if container is None else self.executor(container)
-            assert execute is not None
+            await self.publisher.publish(jobs, stock.run)
+
+    async def _emit_routed(self, events: Sequence[IEvent], container: Any) -> None:
+        route = self.route(container)
+        if route is None:
+            _drop(events)
+            return
+        jobs_for, execute = route
+        jobs = jobs_for(events)
+        if jobs:
             await self.publisher.publish(jobs, execute)
+
+    def open_stream_pipeline(self, container: Any, concurrent: bool) -> StreamEventPipeline:
+        """The event pipeline of one stream: inline (``before_item``) or a session from the
+        publisher (``concurrent``)."""
+        return StreamEventPipeline(self, container, concurrent)
+
+
+class StreamEventPipeline:
+    """The events of one stream: ``dispatch`` an item's events, ``drain`` at the end,
+    ``shutdown`` when the stream is closed early.
+
+    Inline, ``dispatch`` returns once the events and their follow-ups are done. Concurrent, it
+    hands them to a session opened once from the publisher (the routing of events to jobs is
+    fixed when the stream opens) and returns when there is room.
+    """
+
+    __slots__ = ("_container", "_jobs_for", "_processor", "_session", "dispatch")
+
+    def __init__(self, processor: EventProcessor, container: Any, concurrent: bool) -> None:
+        self._processor = processor
+        self._container = container
+        self._session: EventSession | None = None
+        self._jobs_for: JobsFor | None = None
+        self.dispatch: Callable[[Sequence[IEvent]], Awaitable[object]] = (
+            processor.process
+            if container is None
+            else functools.partial(processor.process, container=container)
+        )
+        route = processor.route(container) if concurrent else None
+        if route is not None:
+            self._jobs_for, execute = route
+            self._session = open_session(processor.publisher, execute, processor.limit)
+            self.dispatch = self._submit
+
+    async def _submit(self, events: Sequence[IEvent]) -> None:
+        assert self._session is not None
+        assert self._jobs_for is not None
+        jobs = self._jobs_for(events)
+        if jobs:
+            await self._session.dispatch(jobs)
+
+    async def drain(self) -> None:
+        """Wait until every event dispatched so far is done; raise collected failures."""
+        if self._session is not None:
+            await self._session.drain()
+
+    async def shutdown(self) -> list[Job]:
+        """Cancel the events still queued or running, wait for them; return the unfinished."""
+        if self._session is None:
+            return []
+        return await self._session.shutdown()
+
+
+def _drop(events: Sequence[IEvent]) -> None:
+    logger.warning(
+        "%d events were produced but the mediator has no event emitter; they are dropped: %s",
+        len(events),
+        ", ".join(type(e).__qualname__ for e in events),
+    )
+
+
+def _emit_jobs(events: Sequence[IEvent], depth: int = 0, parent: Job | None = None) -> list[Job]:
+    return [(event, EMIT, depth, parent) for event in as_events(events)]
+
+
+def _emit_runner(emitter: Any, max_depth: int) -> Execute:
+    """Runs a job with the emitter's own ``emit``; its return value are the follow-ups."""
+
+    async def execute(job: Job) -> Sequence[Job]:
+        try:
+            follow = await emitter.emit(job[0])
+        except asyncio.CancelledError as exc:
+            if being_cancelled():
+                raise
+            raise stray_cancel(exc, type(emitter).__qualname__ + ".emit") from exc
+        if not follow:
+            return []
+        follow = as_events(follow)
+        depth = job[2] + 1
+        if depth > max_depth:
+            raise cycle_error(job, follow, max_depth)
+        return _emit_jobs(follow, depth, job)
+
+    return execute

@@ -2,9 +2,24 @@
 
 One idea serves unary calls and streams. A middleware is an object with
 ``async __call__(request, handle)`` (the 4.x protocol); it may also define
-``stream(request, items)`` to wrap a whole stream. On a stream, a middleware without
-``stream()`` runs around each item: its ``handle(request)`` produces the next item (and raises
-``StopAsyncIteration`` at the end of the stream).
+``stream(request, items)`` to wrap a whole stream, with full control over it.
+
+On a stream, a plain middleware (one without ``stream()``, such as one written for 4.x
+``send``) runs once per item, as the item is handed to the consumer: its ``handle(request)``
+returns the item the handler produced, and what the middleware returns is what the consumer
+gets. It can observe, log or replace items, but never changes how many there are:
+
+* the end of the stream never reaches it: the handler is asked for the next item first, and
+  only an item (or an error) is passed through the middleware;
+* an exception the handler raised is raised by ``handle``, so it passes through the
+  middleware as on ``send``; if the middleware swallows it, its return value is delivered and
+  the stream then ends (the handler is finished);
+* when it returns without calling ``handle`` (a short-circuit), its return value replaces the
+  item;
+* calling ``handle`` twice for one item raises ``StreamStateError``.
+
+A middleware that must see the stream as a whole (time the handler's work, stop early, add
+items) defines ``stream(request, items)``.
 """
 
 from __future__ import annotations
@@ -13,7 +28,7 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from cqrs._internal.errors import ConfigurationError
+from cqrs._internal.errors import ConfigurationError, StreamStateError
 
 __all__ = [
     "HandleType",
@@ -141,24 +156,50 @@ def wrap_stream(
 
 
 class _PerItem:
-    """Runs a unary middleware around each item of a stream."""
+    """Runs a plain middleware once per item of a stream; see the module docstring."""
 
-    __slots__ = ("_handle", "_inner", "_middleware", "_request")
+    __slots__ = ("_called", "_error", "_handle", "_inner", "_item", "_middleware", "_request")
 
     def __init__(self, middleware: Middleware, request: Any, inner: AsyncIterator[Any]) -> None:
         self._middleware = middleware
         self._request = request
         self._inner = inner
-        self._handle = self._next_item
+        self._handle = self._take_item
+        self._called = False
+        self._item: Any = None
+        self._error: BaseException | None = None
 
-    async def _next_item(self, _request: Any) -> Any:
-        return await self._inner.__anext__()
+    async def _take_item(self, _request: Any) -> Any:
+        if self._called:
+            raise StreamStateError(
+                f"{type(self._middleware).__qualname__} called handle() twice for one item "
+                "of a stream; a per-item middleware takes one item per call. Give it a "
+                "stream(request, items) method to control the stream as a whole."
+            )
+        self._called = True
+        error = self._error
+        if error is not None:
+            self._error = None
+            raise error
+        item = self._item
+        self._item = None
+        return item
 
     def __aiter__(self) -> _PerItem:
         return self
 
     async def __anext__(self) -> Any:
-        return await self._middleware(self._request, self._handle)
+        try:
+            self._item = await self._inner.__anext__()
+        except StopAsyncIteration:
+            raise
+        except Exception as exc:
+            self._error = exc
+        self._called = False
+        try:
+            return await self._middleware(self._request, self._handle)
+        finally:
+            self._item = self._error = None
 
 
 class SagaMiddleware(Protocol[Req, Res]):

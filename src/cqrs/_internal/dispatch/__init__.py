@@ -1,0 +1,1 @@
+"""Dispatch: each binding compiled once per type into an invoker that every mediator uses."""

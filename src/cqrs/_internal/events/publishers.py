@@ -1,0 +1,138 @@
+"""Publishing strategies: how the jobs of a batch of events are scheduled.
+
+:class:`SequentialPublisher` runs one job at a time; :class:`ConcurrentPublisher` runs at most
+``limit`` at once. Both collect failures while the other jobs go on and raise them at the end
+(one as itself, several as an ``ExceptionGroup``), and neither lets a job outlive the call that
+started it: when the caller is cancelled, the jobs are cancelled and awaited. A user's own
+strategy implements :class:`EventPublisher` (``bootstrap(..., event_publisher=...)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Sequence
+from typing import Protocol
+
+from cqrs._internal.coro import await_noticing_wait
+from cqrs._internal.events.fanout import YIELD_EVERY, Execute, FanOut, Job, raise_collected
+from cqrs._internal.events.session import EventSession, PoolSession
+
+__all__ = ["ConcurrentPublisher", "EventPublisher", "SequentialPublisher", "choose_publisher"]
+
+
+class EventPublisher(Protocol):
+    """Decides how the jobs of a batch of events are scheduled.
+
+    ``publish`` must run every job and every follow-up job it returns exactly once, and must not
+    return while any job it started is still running; if it is cancelled it must cancel the
+    jobs it started and wait for them. A publisher may also offer
+    ``open_session(execute) -> EventSession`` to serve the ``concurrent`` stream policy; one
+    that does not is run in a background task per item there (see ``events/session.py``).
+    """
+
+    async def publish(self, jobs: Sequence[Job], execute: Execute) -> None:
+        """Run ``jobs`` and their follow-ups to completion."""
+        ...
+
+
+class SequentialPublisher:
+    """Runs jobs one at a time, in order, follow-ups after the jobs already queued (BFS)."""
+
+    async def publish(self, jobs: Sequence[Job], execute: Execute) -> None:
+        """Run every job inline; collect failures and raise them at the end."""
+        if len(jobs) == 1:
+            jobs = await execute(jobs[0])
+            if not jobs:
+                return
+        queue = collections.deque(jobs)
+        errors: list[Exception] = []
+        ran = 0
+        while queue:
+            ran += 1
+            if ran % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            try:
+                follow = await execute(queue.popleft())
+            except Exception as exc:
+                errors.append(exc)
+                continue
+            if follow:
+                queue.extend(follow)
+        if errors:
+            raise_collected(errors)
+
+    def open_session(self, execute: Execute) -> EventSession:
+        """A stream's event pipeline running one job at a time in one background worker."""
+        return PoolSession(FanOut(execute, 1))
+
+
+class ConcurrentPublisher:
+    """Runs at most ``limit`` jobs at once; a follow-up starts as soon as a slot is free.
+
+    The calling task runs jobs itself, one after another. Helper tasks (at most ``limit - 1``)
+    are started only when the job the caller runs actually waits (it goes on waiting in the
+    caller's task, as a plain ``await``). Jobs that never wait therefore cost no task and no
+    loop turn, and a single job runs inline.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"the concurrency limit must be at least 1, got {limit}")
+        self.limit = limit
+
+    async def publish(self, jobs: Sequence[Job], execute: Execute) -> None:
+        """Run ``jobs`` under the limit; collect failures and raise them at the end."""
+        if self.limit == 1 or len(jobs) == 1:
+            await _SEQUENTIAL.publish(jobs, execute)
+            return
+        queue = collections.deque(jobs)
+        errors: list[Exception] = []
+        helpers: FanOut | None = None
+
+        def start_helpers() -> None:
+            nonlocal helpers
+            if helpers is None:
+                helpers = FanOut(execute, self.limit - 1, queue, errors)
+            helpers.spawn()
+
+        ran = 0
+        try:
+            while True:
+                while queue:
+                    ran += 1
+                    if ran % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
+                    work = execute(queue.popleft())
+                    try:
+                        if queue:
+                            follow = await await_noticing_wait(work, start_helpers)
+                        else:
+                            follow = await work
+                    except Exception as exc:
+                        errors.append(exc)
+                        follow = ()
+                    if follow:
+                        queue.extend(follow)
+                if helpers is None or not helpers.running:
+                    break
+                await helpers.wait_idle()
+            if helpers is not None:
+                helpers.raise_failures()
+            elif errors:
+                raise_collected(errors)
+        finally:
+            if helpers is not None and helpers.running:
+                await helpers.shutdown()
+
+    def open_session(self, execute: Execute) -> EventSession:
+        """A stream's event pipeline running at most ``limit`` jobs at once."""
+        return PoolSession(FanOut(execute, self.limit))
+
+
+_SEQUENTIAL = SequentialPublisher()
+
+
+def choose_publisher(limit: int) -> EventPublisher:
+    """The stock strategy for a handler limit: sequential for 1, else concurrent."""
+    return ConcurrentPublisher(limit) if limit > 1 else SequentialPublisher()

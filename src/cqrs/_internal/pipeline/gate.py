@@ -1,0 +1,38 @@
+"""Which middlewares take part in a call, decided as cheaply as the chain allows.
+
+A middleware may define ``enabled`` to be skipped while it has nothing to do; the stock
+``LoggingMiddleware`` is enabled only while DEBUG is on for the ``cqrs`` logger. Reading that
+property on every call costs more than a whole handler call, so :func:`middleware_gate`
+compiles the check once per chain: a constant for a chain without switches, one level check
+for the stock logging middleware, the general property walk otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from cqrs._internal.pipeline.logging import LoggingMiddleware
+from cqrs._internal.pipeline.logging import logger as logging_logger
+from cqrs._internal.pipeline.middleware import Middleware, active, switchable
+
+__all__ = ["Gate", "middleware_gate"]
+
+Gate = Callable[[], Sequence[Middleware]]
+"""Returns the middlewares active for this call, outermost first."""
+
+
+def middleware_gate(middlewares: Sequence[Middleware]) -> Gate | None:
+    """The gate of a chain, or ``None`` for an empty chain (no middleware ever runs)."""
+    chain = tuple(middlewares)
+    if not chain:
+        return None
+    if not switchable(chain):
+        return lambda: chain
+    if all(type(m) is LoggingMiddleware or not hasattr(m, "enabled") for m in chain):
+        without_logging = tuple(m for m in chain if type(m) is not LoggingMiddleware)
+        debug_on = logging_logger.isEnabledFor
+        debug = logging.DEBUG
+        return lambda: chain if debug_on(debug) else without_logging
+    return lambda: active(chain)
+
