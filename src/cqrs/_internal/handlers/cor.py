@@ -16,7 +16,8 @@ __all__ = ["CORRequestHandler", "CORRequestHandlerT", "build_chain"]
 class CORRequestHandler(abc.ABC, Generic[ReqT, ResT]):
     """One link of a chain of handlers bound as a list: ``bind(Req, [A, B, C])``.
 
-    ``handle`` either answers the request or passes it on with ``await self.next(request)``.
+    ``handle`` either answers the request or passes it on with ``await self.next(request)``;
+    it must be ``async def`` (a plain ``def`` is refused when the chain is bound).
     At the end of the chain ``next`` returns ``None``. The events of every link that ran are
     processed (4.x read only the head's).
     """

@@ -17,7 +17,11 @@ class EventHandler(abc.ABC, Generic[E]):
     """Handles one event type.
 
     Subclass it as ``EventHandler[OrderPlaced]``, bind it in an ``EventMap`` and implement
-    ``async def handle(self, event)``. A handler may emit follow-up events through
+    ``async def handle(self, event)``. ``EventHandler[Any]`` (or a base class, a union...)
+    makes a handler that can be bound to several event types, such as an audit log. Binding
+    raises ``ConfigurationError`` when ``handle`` is a plain ``def`` or an async generator, or
+    when the declared event type cannot take the bound one. A handler may emit follow-up
+    events through
     :attr:`events`; they are processed after it returns, like the events of a command.
 
     What happens when ``handle`` raises depends on the mediator's event failure policy:

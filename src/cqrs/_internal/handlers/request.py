@@ -16,7 +16,11 @@ class RequestHandler(abc.ABC, Generic[ReqT, ResT]):
     """Handles one command or query type and returns its result.
 
     Subclass it as ``RequestHandler[MyCommand, MyResult]`` (``MyResult`` may be ``None``) and
-    implement ``async def handle(self, request)``. The mediator creates a new handler through
+    implement ``async def handle(self, request)``. The declared request type may also be a base
+    class of the bound one, ``Any``, a type variable, a union or ``Annotated``. Binding it in a
+    ``RequestMap`` raises ``ConfigurationError`` when ``handle`` is a plain ``def`` or an async
+    generator, or when the declared request type cannot take the bound one. The mediator
+    creates a new handler through
     the DI container for every request, awaits ``handle``, then reads :attr:`events` and
     processes them (domain events in-process, notification events to the broker).
 
@@ -43,7 +47,10 @@ class StreamingRequestHandler(abc.ABC, Generic[ReqT, ResT]):
     """Handles one request type by yielding results one at a time.
 
     Implement ``handle`` as an async generator (``async def handle(self, request): ...
-    yield result``) and :meth:`clear_events`. After each ``yield`` the mediator reads
+    yield result``) and :meth:`clear_events`. Binding it raises ``ConfigurationError`` when
+    ``handle`` is anything else (an ``async def`` without ``yield``, or a plain ``def``, even
+    one that returns an async iterator: 4.x requires an async generator function too). After
+    each ``yield`` the mediator reads
     :attr:`events`, calls :meth:`clear_events`, and processes those events; events emitted
     after the last ``yield`` are processed when the generator returns.
 
