@@ -22,8 +22,10 @@ AsyncCase = Callable[[Settings], Awaitable[Row | list[Row]]]
 ASYNC_CASES: tuple[tuple[str, AsyncCase], ...] = (
     ("send, no events", throughput.send_no_events),
     ("send, 1 domain event, 1 handler", throughput.send_one_event),
+    ("send, 1 event, emitter's own emit", throughput.send_one_event_own_emit),
     ("stream item, no events", throughput.stream_no_events),
     ("stream item, 2 events", throughput.stream_two_events),
+    ("bootstrap_streaming, seen config", throughput.bootstrap_again),
     ("first item latency", latency.first_item_rows),
     ("memory", memory.memory_rows),
 )

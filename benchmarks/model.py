@@ -8,12 +8,14 @@ has its own request type so that every mediator binds exactly what its row needs
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import di
 
 import cqrs
+from cqrs.container.di import DIContainer
+from cqrs.events import EventEmitter
 from cqrs.message_brokers import devnull
 from cqrs.requests import bootstrap
 
@@ -278,8 +280,24 @@ def stream_events(mapper: cqrs.EventMap) -> None:
     mapper.bind(SlowAnalytics, SlowAnalyticsHandler)
 
 
-def request_mediator(*, with_events: bool) -> cqrs.RequestMediator:
-    """``bootstrap(di_container=di.Container(), commands_mapper=...)``, default middlewares."""
+class OwnEmitEmitter(EventEmitter):
+    """An emitter whose ``emit`` is its own (it only calls the stock one): tracing's shape."""
+
+    async def emit(self, event: cqrs.IEvent) -> Sequence[cqrs.IEvent]:
+        """Emit through the stock emitter."""
+        return await super().emit(event)
+
+
+def request_mediator(*, with_events: bool, own_emit: bool = False) -> cqrs.RequestMediator:
+    """``bootstrap(di_container=di.Container(), commands_mapper=...)``, default middlewares;
+    with ``own_emit`` the same, over an :class:`OwnEmitEmitter`."""
+    if own_emit:
+        container = DIContainer()
+        container.attach_external_container(di.Container())
+        event_map = cqrs.EventMap()
+        unary_events(event_map)
+        emitter = OwnEmitEmitter(event_map, container)
+        return bootstrap.setup_mediator(emitter, container, [], commands_mapper=unary_commands)
     if with_events:
         return bootstrap.bootstrap(
             di_container=di.Container(),

@@ -301,3 +301,42 @@ def test_setup_streaming_mediator_calls_the_domain_events_mapper_once() -> None:
     assert len(calls) == 1
     assert m.event_processor.event_map is calls[0]
     assert calls[0][A] == [OnA]
+
+
+# -- bindings changed after the first dispatch take effect ----------------------------------
+
+
+class AlsoOnA(cqrs.EventHandler[A]):
+    async def handle(self, event: A) -> None:
+        HANDLED.append(f"also A{event.n}")
+
+
+async def test_a_handler_bound_after_the_first_send_runs_and_a_removed_one_does_not() -> None:
+    emitter = _emitter()
+    m = _request_mediator(emitter)
+    await m.send(Start(n=1))
+    assert HANDLED == ["A0", "B0"]
+    HANDLED.clear()
+    emitter.event_map.bind(A, AlsoOnA)
+    await m.send(Start(n=1))
+    assert sorted(HANDLED) == ["A0", "B0", "also A0"]
+    HANDLED.clear()
+    emitter.event_map[A].remove(OnA)
+    await m.send(Start(n=1))
+    assert HANDLED == ["also A0"]
+
+
+async def test_the_event_mediator_sees_handlers_bound_after_its_first_event() -> None:
+    from cqrs.events import bootstrap as events_bootstrap
+
+    event_map_holder: list[cqrs.EventMap] = []
+
+    def mapper(event_map: cqrs.EventMap) -> None:
+        event_map.bind(A, OnA)
+        event_map_holder.append(event_map)
+
+    consumer = events_bootstrap.bootstrap(di_container=di.Container(), events_mapper=mapper)
+    await consumer.send(A(n=1))
+    event_map_holder[0].bind(A, AlsoOnA)
+    await consumer.send(A(n=2))
+    assert HANDLED == ["A1", "A2", "also A2"]

@@ -9,6 +9,7 @@ problem is reported before the mediator exists, with the argument's name and the
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -58,9 +59,7 @@ def adapt_container(di_container: Any) -> Any:
     """
     di_module = sys.modules.get("di")
     if di_module is not None and isinstance(di_container, di_module.Container):
-        from cqrs._internal.di.di_adapter import DIContainer
-
-        adapted = DIContainer()
+        adapted = _di_adapter()()
         adapted.attach_external_container(di_container)
         return adapted
     if not callable(getattr(di_container, "resolve", None)):
@@ -69,6 +68,28 @@ def adapt_container(di_container: Any) -> Any:
             f"(a cqrs Container), got {type(di_container).__qualname__}."
         )
     return di_container
+
+
+@functools.cache
+def _di_adapter() -> type[Any]:
+    """The ``di`` adapter class, imported on first use (``di`` is loaded only when used)."""
+    from cqrs._internal.di.di_adapter import DIContainer
+
+    return DIContainer
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_settings(**options: Any) -> Settings:
+    return Settings(**options)
+
+
+def settings_for(**options: Any) -> Settings:
+    """``Settings(**options)``, the same object for the same options: the seed's FastAPI
+    pattern bootstraps on every request. Unhashable options are built afresh each time."""
+    try:
+        return _cached_settings(**options)
+    except TypeError:
+        return Settings(**options)
 
 
 def run_on_startup(on_startup: Iterable[Callable[[], object]] | None) -> None:
@@ -281,7 +302,7 @@ def bootstrap(
     ``max_event_depth`` (the longest follow-up chain; deeper raises ``EventCycleError``).
     Raises ``ConfigurationError`` for any argument of the wrong kind and for a bad binding.
     """
-    settings = Settings(
+    settings = settings_for(
         max_concurrent_event_handlers=max_concurrent_event_handlers,
         concurrent_event_handle_enable=concurrent_event_handle_enable,
         scope_strategy=scope_strategy,
@@ -331,11 +352,11 @@ def bootstrap_streaming(
     events in a bounded background pipeline). ``concurrent_event_handle_enable=True`` lets up to
     ``max_concurrent_event_handlers`` (default 10) handlers run at once.
     """
-    settings = Settings(
+    settings = settings_for(
         max_concurrent_event_handlers=max_concurrent_event_handlers,
         concurrent_event_handle_enable=concurrent_event_handle_enable,
         scope_strategy=scope_strategy,
-        stream_events=parse_stream_events(stream_events),
+        stream_events=stream_events,
         event_failure_policy=event_failure_policy,
         on_event_error=on_event_error,
         event_publisher=event_publisher,

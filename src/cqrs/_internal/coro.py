@@ -1,24 +1,24 @@
 """Driving a coroutine by hand: resuming it elsewhere, or noticing when it first waits.
 
-Two tools share one driving loop (:class:`_Drive`, which continues a coroutine exactly as
-``await`` would, inside the current task):
+:class:`Resume` continues a coroutine that was started by hand (``coro.send(None)``) exactly
+as ``await`` would, inside the current task. Two places use it:
 
 * :func:`finish_soon` runs a coroutine from synchronous code (such as ``__del__``) up to its
   first real suspension, and finishes the rest in a task. Stream cleanup uses it so that a
   consumer that just ``break``s out of ``async for`` sees the handler's ``finally`` run at once.
-* :func:`await_noticing_wait` awaits a coroutine in the current task and calls a hook the first
-  time it suspends. The concurrent event publisher uses it to start helper tasks only when a
-  handler really waits, so handlers that never wait cost no task and no loop turn.
+* The concurrent event publisher starts each job by hand and notices when it first suspends:
+  only then does it start helper tasks, so handlers that never wait cost no task and no loop
+  turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
-__all__ = ["await_noticing_wait", "being_cancelled", "finish_soon"]
+__all__ = ["Resume", "being_cancelled", "finish_soon"]
 
 logger = logging.getLogger("cqrs")
 
@@ -27,7 +27,7 @@ T = TypeVar("T")
 _pending: set[asyncio.Task[Any]] = set()
 
 
-class _Drive:
+class Resume:
     """Awaitable that continues ``coro`` from the value it last yielded, in the current task.
 
     Futures are handed to the running task and results, exceptions and cancellation are passed
@@ -61,20 +61,8 @@ class _Drive:
                     return stop.value
 
 
-async def await_noticing_wait(coro: Coroutine[Any, Any, T], on_wait: Callable[[], object]) -> T:
-    """``await coro``, calling ``on_wait()`` once if and when ``coro`` first suspends."""
-    try:
-        yielded = coro.send(None)
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
-    on_wait()
-    result = await _Drive(coro, yielded)
-    return result
-
-
 async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-    await _Drive(coro, yielded)
+    await Resume(coro, yielded)
 
 
 def finish_soon(coro: Coroutine[Any, Any, None], what: str) -> None:

@@ -91,6 +91,10 @@ class Settings:
     event_publisher: EventPublisher | None = None
     serializer: EventSerializer | None = None
     max_event_depth: int = DEFAULT_MAX_EVENT_DEPTH
+    concurrent_events: bool = dataclasses.field(init=False, compare=False, repr=False)
+    """Whether event handlers may run at once (the 4.x default for ``None``: unless SEND)."""
+    event_limit: int = dataclasses.field(init=False, compare=False, repr=False)
+    """How many event handler executions may run at once."""
 
     def __post_init__(self) -> None:
         limit: Any = self.max_concurrent_event_handlers
@@ -116,27 +120,22 @@ class Settings:
                 "event_publisher must have 'async def publish(jobs, execute)' (a "
                 f"cqrs.events.EventPublisher), got {type(publisher).__qualname__}."
             )
-        try:
-            strategy = ScopeStrategy(self.scope_strategy)
-        except ValueError:
-            raise ScopeStrategyError(
-                f"scope_strategy must be a cqrs.ScopeStrategy, got {self.scope_strategy!r}."
-            ) from None
-        object.__setattr__(self, "scope_strategy", strategy)
-        object.__setattr__(self, "stream_events", parse_stream_events(self.stream_events))
-        resolve_concurrent_event_handling(strategy, self.concurrent_event_handle_enable)
-
-    @property
-    def concurrent_events(self) -> bool:
-        """Whether event handlers may run at once (the 4.x default for ``None``: unless SEND)."""
-        return resolve_concurrent_event_handling(
-            self.scope_strategy, self.concurrent_event_handle_enable
+        strategy: Any = self.scope_strategy
+        if strategy.__class__ is not ScopeStrategy:
+            try:
+                strategy = ScopeStrategy(strategy)
+            except ValueError:
+                raise ScopeStrategyError(
+                    f"scope_strategy must be a cqrs.ScopeStrategy, got {strategy!r}."
+                ) from None
+            object.__setattr__(self, "scope_strategy", strategy)
+        if self.stream_events.__class__ is not StreamEvents:
+            object.__setattr__(self, "stream_events", parse_stream_events(self.stream_events))
+        concurrent = resolve_concurrent_event_handling(
+            strategy, self.concurrent_event_handle_enable
         )
-
-    @property
-    def event_limit(self) -> int:
-        """How many event handler executions may run at once."""
-        return self.max_concurrent_event_handlers if self.concurrent_events else 1
+        object.__setattr__(self, "concurrent_events", concurrent)
+        object.__setattr__(self, "event_limit", limit if concurrent else 1)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied, validated like a new one."""

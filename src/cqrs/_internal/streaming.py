@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 from cqrs._internal.coro import finish_soon
 from cqrs._internal.errors import StreamStateError
 from cqrs._internal.events.processor import EventProcessor, StreamEventPipeline
+from cqrs._internal.handlers.request import StreamingRequestHandler
 from cqrs._internal.messages.events import IEvent
 from cqrs._internal.pipeline.middleware import Middleware, wrap_stream
 from cqrs._internal.settings import StreamEvents
@@ -34,12 +35,13 @@ logger = logging.getLogger("cqrs")
 T = TypeVar("T")
 
 _NEW, _OPEN, _CLOSED = 0, 1, 2
+_NO_EVENTS = StreamingRequestHandler.__dict__["events"]
 
 
 class _Source:
     """The innermost layer: pulls one item from the handler and dispatches its events."""
 
-    __slots__ = ("agen", "dispatch", "failed", "handler")
+    __slots__ = ("agen", "dispatch", "failed", "handler", "silent")
 
     def __init__(
         self,
@@ -51,6 +53,10 @@ class _Source:
         self.agen = agen
         self.dispatch = dispatch
         self.failed = False
+        # A handler that keeps the base class's ``events`` (always empty) cannot emit events:
+        # a property cannot be shadowed on the instance, so its items skip the events check.
+        handler_type: type[Any] = handler.__class__
+        self.silent = getattr(handler_type, "events", None) is _NO_EVENTS
 
     def __aiter__(self) -> _Source:
         return self
@@ -61,6 +67,8 @@ class _Source:
         except BaseException:
             self.failed = True
             raise
+        if self.silent:
+            return item
         handler = self.handler
         events = handler.events
         if events:
@@ -173,6 +181,8 @@ class RequestStream(Generic[T]):
             except BaseException:
                 source.failed = True
                 raise
+            if source.silent:
+                return item
             handler = source.handler
             events = handler.events
             if events:

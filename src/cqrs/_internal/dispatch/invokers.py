@@ -129,12 +129,13 @@ class HandlerInvoker:
 
 class ChainInvoker:
     """A chain of ``CORRequestHandler`` classes: resolve every link, link them in order, call
-    the head; the events of every link are returned (4.x returned only the head's)."""
+    the head; the events of every link are returned (4.x returned only the head's). The
+    bound list is read on each call, so links added to it later take part."""
 
     __slots__ = ("_root", "_scoped", "build", "handler_types")
 
     def __init__(self, handler_types: Sequence[Any], root: Any, scope_strategy: ScopeStrategy):
-        self.handler_types = tuple(handler_types)
+        self.handler_types = handler_types
         self._root = root
         self._scoped = scope_strategy is ScopeStrategy.HANDLER
         self.build: Callable[[], Any] | None = None

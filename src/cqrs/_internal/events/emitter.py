@@ -17,7 +17,7 @@ from cqrs._internal.errors import EventCycleError, EventHandlerCancelled, NoBrok
 from cqrs._internal.events.fanout import Job
 from cqrs._internal.events.publishers import EventPublisher
 from cqrs._internal.messages.events import IDomainEvent, IEvent, INotificationEvent
-from cqrs._internal.registry import EventMap
+from cqrs._internal.registry import BINDINGS_VERSION, EventMap
 from cqrs._internal.serialization.json import EventSerializer, JsonEventSerializer
 from cqrs._internal.settings import ErrorHook, FailurePolicy, Settings
 
@@ -134,6 +134,7 @@ class EventEmitter:
         self.on_error = settings.on_event_error
         self.max_event_depth = settings.max_event_depth
         self._targets: dict[type[Any], tuple[Any, ...]] = {}
+        self._targets_version = BINDINGS_VERSION[0]
 
     @property
     def settings(self) -> Settings:
@@ -180,6 +181,8 @@ class EventEmitter:
         """The jobs for several events, in event order, ``depth`` generations deep."""
         if events.__class__ is not list and events.__class__ is not tuple:
             events = as_events(events)
+        if self._targets_version != BINDINGS_VERSION[0]:
+            self._forget_targets()
         jobs: list[Job] = []
         append = jobs.append
         targets_of = self._targets.get
@@ -193,8 +196,15 @@ class EventEmitter:
 
     def targets_of(self, event_type: type[Any]) -> tuple[Any, ...]:
         """The compiled targets of ``event_type``: one per bound handler, or one publish."""
+        if self._targets_version != BINDINGS_VERSION[0]:
+            self._forget_targets()
         targets: Any = self._targets.get(event_type, _UNPLANNED)
         return self._plan(event_type) if targets is _UNPLANNED else targets
+
+    def _forget_targets(self) -> None:
+        """A map or handler list changed since the targets were compiled: compile anew."""
+        self._targets.clear()
+        self._targets_version = BINDINGS_VERSION[0]
 
     def _plan(self, event_type: type[Any]) -> tuple[Any, ...]:
         targets: tuple[Any, ...]

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 from collections.abc import Sequence
 from typing import Protocol
 
-from cqrs._internal.coro import await_noticing_wait
+from cqrs._internal.coro import Resume
 from cqrs._internal.events.fanout import YIELD_EVERY, Execute, FanOut, Job, raise_collected
 from cqrs._internal.events.session import EventSession, PoolSession
 
@@ -89,13 +90,6 @@ class ConcurrentPublisher:
         queue = collections.deque(jobs)
         errors: list[Exception] = []
         helpers: FanOut | None = None
-
-        def start_helpers() -> None:
-            nonlocal helpers
-            if helpers is None:
-                helpers = FanOut(execute, self.limit - 1, queue, errors)
-            helpers.spawn()
-
         ran = 0
         try:
             while True:
@@ -105,10 +99,20 @@ class ConcurrentPublisher:
                         await asyncio.sleep(0)
                     work = execute(queue.popleft())
                     try:
-                        if queue:
-                            follow = await await_noticing_wait(work, start_helpers)
-                        else:
+                        if not queue:
                             follow = await work
+                        else:
+                            # Drive the job by hand until it first waits (see coro.py):
+                            # only then do helpers take the rest of the queue meanwhile.
+                            try:
+                                yielded = work.send(None)
+                            except StopIteration as stop:
+                                follow = stop.value
+                            else:
+                                if helpers is None:
+                                    helpers = FanOut(execute, self.limit - 1, queue, errors)
+                                helpers.spawn()
+                                follow = await Resume(work, yielded)
                     except Exception as exc:
                         errors.append(exc)
                         follow = ()
@@ -133,6 +137,8 @@ class ConcurrentPublisher:
 _SEQUENTIAL = SequentialPublisher()
 
 
+@functools.lru_cache(maxsize=32)
 def choose_publisher(limit: int) -> EventPublisher:
-    """The stock strategy for a handler limit: sequential for 1, else concurrent."""
+    """The stock strategy for a handler limit: sequential for 1, else concurrent (one shared
+    instance per limit: the stock publishers keep no state between calls)."""
     return ConcurrentPublisher(limit) if limit > 1 else SequentialPublisher()

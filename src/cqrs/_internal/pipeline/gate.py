@@ -27,6 +27,9 @@ def middleware_gate(middlewares: Sequence[Middleware]) -> Gate | None:
     chain = tuple(middlewares)
     if not chain:
         return None
+    if len(chain) == 1 and type(chain[0]) is LoggingMiddleware:  # what bootstrap builds
+        debug_on = logging_logger.isEnabledFor
+        return lambda: chain if debug_on(logging.DEBUG) else ()
     if not switchable(chain):
         return lambda: chain
     if all(type(m) is LoggingMiddleware or not hasattr(m, "enabled") for m in chain):
