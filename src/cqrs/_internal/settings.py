@@ -17,7 +17,6 @@ from cqrs._internal.di.scope import ScopeStrategy, resolve_concurrent_event_hand
 from cqrs._internal.errors import ConfigurationError, ScopeStrategyError
 
 if TYPE_CHECKING:
-    from cqrs._internal.events.publishers import EventPublisher
     from cqrs._internal.messages.events import IEvent
     from cqrs._internal.serialization.json import EventSerializer
 
@@ -88,7 +87,8 @@ class Settings:
     stream_events: StreamEvents = StreamEvents.BEFORE_ITEM
     event_failure_policy: FailurePolicy = "log"
     on_event_error: ErrorHook | None = None
-    event_publisher: EventPublisher | None = None
+    event_publisher: Any = None
+    """A ``cqrs.events.EventPublisher`` (checked for ``publish`` here), or ``None``."""
     serializer: EventSerializer | None = None
     max_event_depth: int = DEFAULT_MAX_EVENT_DEPTH
     concurrent_events: bool = dataclasses.field(init=False, compare=False, repr=False)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
-__all__ = ["YIELD_EVERY", "Execute", "FanOut", "Job", "raise_collected"]
+__all__ = ["YIELD_EVERY", "EventPublisher", "Execute", "FanOut", "Job", "raise_collected"]
 
 Job = tuple[Any, Any, int, Any]
 """``(event, target, depth, parent job)``: an opaque unit of event work for publishers."""
@@ -33,6 +33,21 @@ def raise_collected(errors: list[Exception]) -> NoReturn:
     if len(errors) == 1:
         raise errors[0]
     raise ExceptionGroup(f"{len(errors)} event jobs failed", errors)
+
+
+class EventPublisher(Protocol):
+    """Decides how the jobs of a batch of events are scheduled.
+
+    ``publish`` must run every job and every follow-up job it returns exactly once, and must not
+    return while any job it started is still running; if it is cancelled it must cancel the
+    jobs it started and wait for them. A publisher may also offer
+    ``open_session(execute) -> EventSession`` to serve the ``concurrent`` stream policy; one
+    that does not is run in a background task per item there (see ``events/session.py``).
+    """
+
+    async def publish(self, jobs: Sequence[Job], execute: Execute) -> None:
+        """Run ``jobs`` and their follow-ups to completion."""
+        ...
 
 
 class FanOut:

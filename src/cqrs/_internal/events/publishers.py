@@ -13,28 +13,19 @@ import asyncio
 import collections
 import functools
 from collections.abc import Sequence
-from typing import Protocol
 
 from cqrs._internal.coro import Resume
-from cqrs._internal.events.fanout import YIELD_EVERY, Execute, FanOut, Job, raise_collected
+from cqrs._internal.events.fanout import (
+    YIELD_EVERY,
+    EventPublisher,
+    Execute,
+    FanOut,
+    Job,
+    raise_collected,
+)
 from cqrs._internal.events.session import EventSession, PoolSession
 
 __all__ = ["ConcurrentPublisher", "EventPublisher", "SequentialPublisher", "choose_publisher"]
-
-
-class EventPublisher(Protocol):
-    """Decides how the jobs of a batch of events are scheduled.
-
-    ``publish`` must run every job and every follow-up job it returns exactly once, and must not
-    return while any job it started is still running; if it is cancelled it must cancel the
-    jobs it started and wait for them. A publisher may also offer
-    ``open_session(execute) -> EventSession`` to serve the ``concurrent`` stream policy; one
-    that does not is run in a background task per item there (see ``events/session.py``).
-    """
-
-    async def publish(self, jobs: Sequence[Job], execute: Execute) -> None:
-        """Run ``jobs`` and their follow-ups to completion."""
-        ...
 
 
 class SequentialPublisher:

@@ -13,12 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from cqrs._internal.events.fanout import Execute, FanOut, Job, raise_collected
-
-if TYPE_CHECKING:
-    from cqrs._internal.events.publishers import EventPublisher
+from cqrs._internal.events.fanout import EventPublisher, Execute, FanOut, Job, raise_collected
 
 __all__ = ["BackgroundSession", "EventSession", "PoolSession", "open_session"]
 
