@@ -31,7 +31,7 @@ import json
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -177,12 +177,15 @@ async def job_events(
         job_id=job_id, last=last, last_event_id=last_event_id
     )
     if drop_after is not None and not last_event_id:
-        response.frames = _drop_after(response.frames, drop_after)
+        frames = response.frames
+        if not isinstance(frames, AsyncGenerator):
+            raise TypeError(f"expected the router's frames as an async generator, got {frames!r}")
+        response.frames = _drop_after(frames, drop_after)
     return response
 
 
 async def _drop_after(
-    frames: AsyncIterator[Frame | bytes], items: int
+    frames: AsyncGenerator[Frame | bytes, None], items: int
 ) -> AsyncIterator[Frame | bytes]:
     """``frames`` until the ``items``-th item frame, then the end of the response."""
     sent = 0

@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -198,7 +199,7 @@ class ProcessFilesHandler(cqrs.StreamingRequestHandler[ProcessFilesCommand, File
     def clear_events(self) -> None:
         self._events.clear()
 
-    async def handle(self, request: ProcessFilesCommand) -> Any:
+    async def handle(self, request: ProcessFilesCommand) -> AsyncIterator[FileProgress]:
         for position, file_id in enumerate(request.file_ids):
             self._events.append(FileDone(file_id=file_id))
             self._events.append(

@@ -733,6 +733,7 @@ def _facade_violations(path: Path) -> list[str]:
     helpers: dict[str, int] = {}  # names imported without "as": only for __getattr__
     all_names: list[str] | None = None
     getattr_call: ast.Call | None = None
+    getattr_annotation: ast.expr | None = None  # `__getattr__: Hook = ...` may name a helper
     for node in body:
         where = f"line {node.lineno}"
         if isinstance(node, ast.ImportFrom):
@@ -746,13 +747,13 @@ def _facade_violations(path: Path) -> list[str]:
                     helpers[alias.name] = node.lineno
                 else:
                     exported.append(alias.asname)
-        elif _assigned_name(node) == "__all__":
+        elif isinstance(node, ast.Assign | ast.AnnAssign) and _assigned_name(node) == "__all__":
             if all_names is not None:
                 problems.append(f"{where}: __all__ assigned twice")
             all_names = _string_list(node.value)
             if all_names is None:
                 problems.append(f"{where}: __all__ is not a literal list of strings")
-        elif _assigned_name(node) == "__getattr__":
+        elif isinstance(node, ast.Assign | ast.AnnAssign) and _assigned_name(node) == "__getattr__":
             value = node.value
             if (
                 getattr_call is None
@@ -761,13 +762,18 @@ def _facade_violations(path: Path) -> list[str]:
                 and value.func.id == "deprecated_attributes"
             ):
                 getattr_call = value
+                getattr_annotation = node.annotation if isinstance(node, ast.AnnAssign) else None
             else:
                 problems.append(f"{where}: __getattr__ must be one deprecated_attributes(...)")
         else:
             problems.append(f"{where}: {type(node).__name__} statement is not allowed")
-    used_by_getattr = (
-        {n.id for n in ast.walk(getattr_call) if isinstance(n, ast.Name)} if getattr_call else set()
-    )
+    used_by_getattr = {
+        n.id
+        for part in (getattr_call, getattr_annotation)
+        if part is not None
+        for n in ast.walk(part)
+        if isinstance(n, ast.Name)
+    }
     for name, line in helpers.items():
         if name not in used_by_getattr:
             problems.append(
@@ -817,6 +823,34 @@ def test_facade_checker_rejects_code(tmp_path: Path) -> None:
     assert "imports from cqrs.events" in problems
     assert "Assign statement is not allowed" in problems
     assert "differs from the re-exported names" in problems
+
+
+def test_facade_checker_accepts_an_annotated_deprecated_getattr(tmp_path: Path) -> None:
+    """``__getattr__: ModuleGetattr = deprecated_attributes(...)`` (an annotation gives type
+    checkers and ``pyright --verifytypes`` its type) may use helpers imported without "as"."""
+    facade = tmp_path / "facade.py"
+    facade.write_text(
+        textwrap.dedent(
+            '''\
+            """Doc."""
+            from cqrs._internal.deprecation import ModuleGetattr, deprecated_attributes
+            from cqrs._internal.brokers.devnull import DevnullMessageBroker
+            from cqrs._internal.registry import RequestMap as RequestMap
+            __all__ = ["RequestMap"]
+            __getattr__: ModuleGetattr = deprecated_attributes(
+                __name__, {"OLD": (DevnullMessageBroker, "use the new one")}
+            )
+            '''
+        ),
+        encoding="utf-8",
+    )
+    assert _facade_violations(facade) == []
+    facade.write_text(
+        facade.read_text(encoding="utf-8").replace("ModuleGetattr = ", "object = "),
+        encoding="utf-8",
+    )
+    [problem] = _facade_violations(facade)
+    assert problem.startswith("line 2: ModuleGetattr imported without 'as'")
 
 
 def test_top_level_package_is_lazy_and_consistent() -> None:

@@ -16,6 +16,7 @@ import pytest
 
 import cqrs
 from cqrs._internal import registry
+from cqrs._internal.generics import resolve_type_args
 from cqrs.errors import ConfigurationError, DuplicateBindingError, RequestHandlerTypeError
 from cqrs.requests import bootstrap
 from cqrs.requests.cor_request_handler import CORRequestHandler
@@ -131,7 +132,7 @@ async def test_a_catch_all_audit_handler_sees_every_event_it_is_bound_to() -> No
 
 
 ReqX = TypeVar("ReqX", bound=cqrs.Request)
-ResX = TypeVar("ResX")
+ResX = TypeVar("ResX", bound=cqrs.IResponse | None)
 EvX = TypeVar("EvX", bound=cqrs.DomainEvent)
 OnlyOther = TypeVar("OnlyOther", bound=Other)
 TickOrTock = TypeVar("TickOrTock", Tick, Tock)
@@ -422,7 +423,7 @@ def _traced(
 def test_handles_the_mediator_can_await_are_accepted() -> None:
     class Decorated(cqrs.RequestHandler[Ping, Pong]):
         @_traced
-        async def handle(self, request: Ping) -> Pong:
+        async def handle(self, request: Ping) -> Pong:  # pyright: ignore[reportIncompatibleMethodOverride]
             return Pong(n=0)
 
     class ReturnsAnAwaitable(cqrs.EventHandler[Tick]):
@@ -613,7 +614,7 @@ def test_copies_and_pickles_of_a_map_keep_their_guarded_lists() -> None:
 def judged(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Records every handler whose declared type the maps work out (the costly part)."""
     calls: list[Any] = []
-    original = registry.resolve_type_args
+    original = resolve_type_args
 
     def spy(klass: type[Any], base: type[Any]) -> Any:
         calls.append(klass)

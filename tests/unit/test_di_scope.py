@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 
 import di
 import pytest
@@ -183,7 +183,7 @@ async def test_scope_is_unbound_and_closed_when_the_body_raises() -> None:
 async def test_a_scope_left_open_by_an_async_generator_closed_elsewhere_is_hidden() -> None:
     wrapped = wrap_container(scoped_di())
 
-    async def stream() -> AsyncIterator[object]:
+    async def stream() -> AsyncGenerator[object, None]:
         async with enter_scope(wrapped) as scoped:
             yield scoped
 

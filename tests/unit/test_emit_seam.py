@@ -267,7 +267,7 @@ async def test_emit_returns_a_follow_up_that_nothing_handles() -> None:
 # -- setup_event_emitter without a broker (§1.3); the mapper once (§1.6) --------------------
 
 
-class Notifies(cqrs.RequestHandler[Start, str]):
+class Notifies(cqrs.RequestHandler[Start, Any]):
     @property
     def events(self) -> list[cqrs.Event]:
         return [Note(event_name="noted", payload={"n": 1})]

@@ -66,7 +66,7 @@ class RunHandler(cqrs.RequestHandler[Run, None]):
         self._events.extend(Node(id=r) for r in request.roots)
 
 
-class StreamRun(cqrs.StreamingRequestHandler[Run, int]):
+class StreamRun(cqrs.StreamingRequestHandler[Run, Any]):  # plain ints, outside ResT's bound
     def __init__(self) -> None:
         self._events: list[cqrs.Event] = []
 

@@ -28,6 +28,7 @@ def _clear() -> None:
     RUNS.clear()
     STARTED.clear()
     FINISHED.clear()
+    PROGRESS[:] = [asyncio.Event()]
 
 
 class Go(cqrs.Request):
@@ -58,7 +59,7 @@ def _count(name: str) -> None:
     RUNS[name] = RUNS.get(name, 0) + 1
 
 
-class Emits(cqrs.RequestHandler[Go, str]):
+class Emits(cqrs.RequestHandler[Go, Any]):
     """Emits ``n`` events of the class named by ``EVENT``."""
 
     EVENT: typing.ClassVar[type[cqrs.DomainEvent]] = Slow
@@ -105,6 +106,7 @@ class HangsWithAwaitingCleanup(cqrs.EventHandler[Slow]):
 
     async def handle(self, event: Slow) -> None:
         STARTED.append(f"slow {event.n}")
+        PROGRESS[0].set()
         try:
             await asyncio.Event().wait()
         finally:
@@ -116,10 +118,19 @@ class HangsWithAwaitingCleanup(cqrs.EventHandler[Slow]):
 # -- §2.1 cancelling send waits for its event handlers ---------------------------------------
 
 
+PROGRESS: list[asyncio.Event] = []
+
+
 async def _wait_for(predicate: typing.Callable[[], bool], what: str) -> None:
-    async with asyncio.timeout(60):
-        while not predicate():
-            await asyncio.sleep(0.005)
+    """Wait (60 s at most) until ``predicate()`` holds; handlers signal PROGRESS as they go."""
+    progress = PROGRESS[0]
+    try:
+        async with asyncio.timeout(60):
+            while not predicate():
+                progress.clear()
+                await progress.wait()
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 @pytest.mark.parametrize("limit", [1, 3])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import di
@@ -63,7 +64,7 @@ async def test_send_to_a_streaming_handler_is_refused_clearly() -> None:
         def clear_events(self) -> None:
             pass
 
-        async def handle(self, request: Ping) -> Any:
+        async def handle(self, request: Ping) -> AsyncIterator[Pong]:
             yield Pong(n=0)
 
     with pytest.raises(ConfigurationError, match=r"streaming handler.*stream\(\)"):

@@ -92,7 +92,7 @@ async def test_break_closes_the_handler_before_control_returns() -> None:
 async def test_exception_in_consumer_closes_the_handler_at_once() -> None:
     with pytest.raises(ZeroDivisionError):
         async for _item in mediator().stream(Batch(count=5)):
-            1 / 0
+            raise ZeroDivisionError("the consumer failed")
     assert LOG == ["handler 0", "finally"]
 
 
@@ -180,7 +180,7 @@ async def test_handler_exception_propagates_after_its_events_are_processed() -> 
 
 
 async def test_none_items_pass_through() -> None:
-    class Nones(cqrs.StreamingRequestHandler[Batch, Pong]):
+    class Nones(cqrs.StreamingRequestHandler[Batch, Pong | None]):
         def clear_events(self) -> None:
             pass
 

@@ -6,12 +6,15 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["deprecated_attributes"]
+__all__ = ["ModuleGetattr", "deprecated_attributes"]
+
+ModuleGetattr = Callable[[str], Any]
+"""The type of a module-level ``__getattr__`` (PEP 562)."""
 
 
 def deprecated_attributes(
     module: str, attributes: dict[str, tuple[Callable[[], Any], str]]
-) -> Callable[[str], Any]:
+) -> ModuleGetattr:
     """Build a module ``__getattr__`` serving deprecated attributes.
 
     ``attributes`` maps a name to ``(factory, advice)``. Reading the name warns with a

@@ -2,11 +2,11 @@
 
 from cqrs._internal.brokers.devnull import MESSAGE_BUS_LIMIT, received_messages
 from cqrs._internal.brokers.devnull import DevnullMessageBroker as DevnullMessageBroker
-from cqrs._internal.deprecation import deprecated_attributes
+from cqrs._internal.deprecation import ModuleGetattr, deprecated_attributes
 
 __all__ = ["DevnullMessageBroker"]
 
-__getattr__ = deprecated_attributes(
+__getattr__: ModuleGetattr = deprecated_attributes(
     __name__,
     {
         "MESSAGE_BUS": (

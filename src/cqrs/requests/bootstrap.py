@@ -6,7 +6,7 @@ from cqrs._internal.bootstrap import setup_event_emitter as setup_event_emitter
 from cqrs._internal.bootstrap import setup_mediator as setup_mediator
 from cqrs._internal.bootstrap import setup_streaming_mediator as setup_streaming_mediator
 from cqrs._internal.brokers.devnull import DevnullMessageBroker
-from cqrs._internal.deprecation import deprecated_attributes
+from cqrs._internal.deprecation import ModuleGetattr, deprecated_attributes
 
 __all__ = [
     "bootstrap",
@@ -16,7 +16,7 @@ __all__ = [
     "setup_streaming_mediator",
 ]
 
-__getattr__ = deprecated_attributes(
+__getattr__: ModuleGetattr = deprecated_attributes(
     __name__,
     {
         "DEFAULT_MESSAGE_BROKER": (

@@ -131,8 +131,8 @@ class EventEmitter:
         self._scope_strategy = settings.scope_strategy
         self._serializer: EventSerializer = settings.serializer or _DEFAULT_SERIALIZER
         self.failure_policy: FailurePolicy = settings.event_failure_policy
-        self.on_error = settings.on_event_error
-        self.max_event_depth = settings.max_event_depth
+        self.on_error: ErrorHook | None = settings.on_event_error
+        self.max_event_depth: int = settings.max_event_depth
         self._targets: dict[type[Any], tuple[Any, ...]] = {}
         self._targets_version = BINDINGS_VERSION[0]
 

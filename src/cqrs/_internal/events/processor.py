@@ -76,9 +76,9 @@ class EventProcessor:
         self.settings = settings
         self.event_map = event_map
         self.event_emitter = event_emitter
-        self.max_concurrent_event_handlers = settings.max_concurrent_event_handlers
-        self.concurrent_event_handle_enable = settings.concurrent_events
-        self.limit = settings.event_limit
+        self.max_concurrent_event_handlers: int = settings.max_concurrent_event_handlers
+        self.concurrent_event_handle_enable: bool = settings.concurrent_events
+        self.limit: int = settings.event_limit
         self.publisher: EventPublisher = settings.event_publisher or choose_publisher(self.limit)
         self._stock_publisher = type(self.publisher) in (SequentialPublisher, ConcurrentPublisher)
         self._stock_emitter: EventEmitter | None = (

@@ -67,7 +67,7 @@ class StreamJobs:
     ) -> None:
         self._mediator = mediator
         self.buffer: ReplayBuffer = buffer if buffer is not None else MemoryReplayBuffer()
-        self.settings = settings or SSESettings()
+        self.settings: SSESettings = settings or SSESettings()
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     @property

@@ -24,7 +24,7 @@ Redis node: the buffer targets a standalone Redis (or a primary with replicas), 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, cast
 
 from cqrs._internal._optional import require
@@ -123,7 +123,7 @@ class RedisReplayBuffer:
         self.ttl = ttl
         self.max_frames = max_frames
         self.block_ms = block_ms
-        self.running_ttl = max(ttl, 3600.0)
+        self.running_ttl: float = max(ttl, 3600.0)
         self._append_script: Any = self._redis.register_script(_APPEND_SCRIPT)
 
     def _keys(self, job_id: str) -> tuple[str, str]:
@@ -190,7 +190,7 @@ class RedisReplayBuffer:
             return JobState.DONE if exists else JobState.EXPIRED
         return JobState.UNKNOWN
 
-    async def follow(self, job_id: str, after: int) -> AsyncIterator[Frame]:
+    async def follow(self, job_id: str, after: int) -> AsyncGenerator[Frame, None]:
         """Yield the frames with ``id > after`` (``XRANGE``), then wait for new ones with
         ``XREAD BLOCK block_ms`` in a loop, until the terminal frame.
 

@@ -140,7 +140,7 @@ class SSEResponse(StreamingResponse):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.frames = frames
-        self.settings = settings or SSESettings()
+        self.settings: SSESettings = settings or SSESettings()
         merged = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         merged.update(headers or {})
         # The body is written by __call__ from ``frames``; the parent only keeps the headers.

@@ -20,7 +20,7 @@ import dataclasses
 import os
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 import pydantic
 from typing_extensions import dataclass_transform
@@ -135,7 +135,7 @@ class PydanticEvent(pydantic.BaseModel, IEvent, metaclass=_FrozenModelMetaclass)
     (``class E(DomainEvent, frozen=True)``), or leave it out.
     """
 
-    model_config = pydantic.ConfigDict(frozen=True)
+    model_config: ClassVar[pydantic.ConfigDict] = pydantic.ConfigDict(frozen=True)
 
     # The same two methods as PydanticDict's: inheriting from that non-frozen model would make
     # type checkers reject the frozen event classes.
@@ -184,7 +184,9 @@ class PydanticNotificationEvent(PydanticEvent, INotificationEvent[PayloadT], Gen
     kept as given.
     """
 
-    model_config = pydantic.ConfigDict(frozen=True, from_attributes=True)
+    model_config: ClassVar[pydantic.ConfigDict] = pydantic.ConfigDict(
+        frozen=True, from_attributes=True
+    )
 
     payload: PayloadT
     event_id: uuid.UUID = pydantic.Field(default_factory=uuid.uuid4)

@@ -38,4 +38,3 @@ def middleware_gate(middlewares: Sequence[Middleware]) -> Gate | None:
         debug = logging.DEBUG
         return lambda: chain if debug_on(debug) else without_logging
     return lambda: active(chain)
-
