@@ -103,7 +103,9 @@ def domain_events_mapper(mapper: cqrs.EventMap) -> None:
     mapper.bind(OrderCounted, UpdateStatistics)
 
 
-def build(broker: InMemoryMessageBroker, policy: str) -> cqrs.StreamingRequestMediator:
+def build(
+    broker: InMemoryMessageBroker, policy: cqrs.StreamEvents
+) -> cqrs.StreamingRequestMediator:
     return bootstrap.bootstrap_streaming(
         di_container=di.Container(),
         commands_mapper=commands_mapper,
@@ -118,7 +120,7 @@ def build(broker: InMemoryMessageBroker, policy: str) -> cqrs.StreamingRequestMe
 async def main() -> None:
     global START
     orders = ProcessOrders(order_ids=["A-1", "A-2", "A-3"])
-    for policy in ("before_item", "concurrent"):
+    for policy in cqrs.StreamEvents:
         broker = InMemoryMessageBroker()
         START = time.perf_counter()
         print(f"\n== events policy: {policy}")
@@ -129,7 +131,9 @@ async def main() -> None:
 
     print("\n== stopping early: break after the first order")
     START = time.perf_counter()
-    async for result in build(InMemoryMessageBroker(), "before_item").stream(orders):
+    async for result in build(InMemoryMessageBroker(), cqrs.StreamEvents.BEFORE_ITEM).stream(
+        orders
+    ):
         say(f"order {result.order_id} done, breaking out")
         break
     say("after the loop")

@@ -1,16 +1,17 @@
 """``await mediator.send(...)`` as pyright sees it.
 
-Today ``send`` is ``(request: object) -> Any``: the result is ``Any`` (4.x returned an
-unconstrained type variable, which is no better), so pyright checks nothing about it. A user
-who wants the response type checked can pass the handler class to a small helper of their own
-(``send_to`` below), which pyright solves from the handler's declared types; that needs no
-change to the library and keeps 4.x code as it is.
+``send`` is ``(request: IRequest[T]) -> T``. A request written the 4.x way
+(``class PlaceOrder(cqrs.Request)``) gives ``Any``; one that names its result
+(``class GetOrder(cqrs.Request[OrderPlaced])``) gives that result. Anything that is not a
+request (a class, a dict, an event) is refused. A user can also type the result through the
+handler class with a small helper of their own (``send_to`` below).
 """
 
 # pyright: reportUnnecessaryTypeIgnoreComment=error
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, TypeVar, assert_type
 
 import cqrs
@@ -43,11 +44,24 @@ async def send_is_untyped(mediator: cqrs.RequestMediator) -> None:
     placed: OrderPlaced = await mediator.send(PlaceOrder(order_id="1"))
     assert_type(placed, OrderPlaced)
 
-    # GAP: ``send`` takes ``object``, so these are only refused at run time
-    # (ConfigurationError); with ``request: IRequest`` pyright would refuse them here.
-    await mediator.send(PlaceOrder)
-    await mediator.send({"order_id": "1"})
-    await mediator.send(OrderShipped(order_id="1"))
+    # Not a request: refused here (and by ConfigurationError at run time).
+    await mediator.send(PlaceOrder)  # pyright: ignore[reportArgumentType]
+    await mediator.send({"order_id": "1"})  # pyright: ignore[reportArgumentType]
+    await mediator.send(OrderShipped(order_id="1"))  # pyright: ignore[reportArgumentType]
+
+
+class GetOrder(cqrs.Request[OrderPlaced]):
+    order_id: str
+
+
+@dataclasses.dataclass
+class GetOrderDC(cqrs.DCRequest[OrderPlaced]):
+    order_id: str
+
+
+async def send_of_a_request_that_names_its_result(mediator: cqrs.RequestMediator) -> None:
+    assert_type(await mediator.send(GetOrder(order_id="1")), OrderPlaced)
+    assert_type(await mediator.send(GetOrderDC(order_id="1")), OrderPlaced)
 
 
 async def send_typed_through_the_handler(mediator: cqrs.RequestMediator) -> None:

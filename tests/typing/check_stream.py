@@ -48,9 +48,9 @@ async def stream_is_untyped(mediator: cqrs.StreamingRequestMediator) -> None:
 
     # ``stream`` is not a coroutine: awaiting it is refused.
     await mediator.stream(request)  # pyright: ignore[reportGeneralTypeIssues]
-    # GAP: ``events`` takes any ``str`` (a Literal would refuse this); ConfigurationError today.
-    mediator.stream(request, events="after_item")
-    # GAP: ``stream`` takes ``object``; a unary request is refused at run time only.
+    # ``events`` is a Literal: a misspelt policy is refused.
+    mediator.stream(request, events="after_item")  # pyright: ignore[reportArgumentType]
+    # GAP: a request bound to a unary handler is refused at run time only.
     mediator.stream(PlaceOrder(order_id="1"))
 
 

@@ -82,7 +82,7 @@ def test_bad_arguments_are_refused_with_their_name(kwargs: dict[str, object], me
 
 def test_bad_stream_events_value_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="stream_events"):
-        bootstrap.bootstrap_streaming(di_container=di.Container(), stream_events="sometimes")
+        bootstrap.bootstrap_streaming(di_container=di.Container(), stream_events="sometimes")  # pyright: ignore[reportArgumentType]
 
 
 def test_deprecated_module_globals_warn_and_still_work() -> None:

@@ -31,6 +31,7 @@ from cqrs._internal.settings import (
     FailurePolicy,
     Settings,
     StreamEvents,
+    StreamEventsName,
     parse_stream_events,
 )
 
@@ -226,7 +227,7 @@ def setup_streaming_mediator(
     scope_strategy: ScopeStrategy = ScopeStrategy.NONE,
     *,
     event_publisher: EventPublisher | None = None,
-    stream_events: StreamEvents | str = StreamEvents.BEFORE_ITEM,
+    stream_events: StreamEvents | StreamEventsName = StreamEvents.BEFORE_ITEM,
     settings: Settings | None = None,
 ) -> StreamingRequestMediator:
     """Build a StreamingRequestMediator (4.x API).
@@ -342,7 +343,7 @@ def bootstrap_streaming(
     event_failure_policy: FailurePolicy = "log",
     on_event_error: ErrorHook | None = None,
     event_publisher: EventPublisher | None = None,
-    stream_events: StreamEvents | str = StreamEvents.BEFORE_ITEM,
+    stream_events: StreamEvents | StreamEventsName = StreamEvents.BEFORE_ITEM,
     max_event_depth: int = DEFAULT_MAX_EVENT_DEPTH,
 ) -> StreamingRequestMediator:
     """Build a StreamingRequestMediator in one call (4.x ``bootstrap_streaming``).

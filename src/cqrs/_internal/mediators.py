@@ -6,7 +6,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from cqrs._internal.di.scope import (
     ScopeStrategy,
@@ -30,7 +30,7 @@ from cqrs._internal.messages.requests import IRequest
 from cqrs._internal.pipeline.gate import middleware_gate
 from cqrs._internal.pipeline.middleware import HandleType, Middleware, MiddlewareChain, fold
 from cqrs._internal.registry import EventMap, RequestMap, describe_types
-from cqrs._internal.settings import Settings, StreamEvents, parse_stream_events
+from cqrs._internal.settings import Settings, StreamEvents, StreamEventsName, parse_stream_events
 from cqrs._internal.streaming import RequestStream
 
 __all__ = ["EventMediator", "RequestMediator", "StreamingRequestMediator"]
@@ -150,7 +150,7 @@ def _not_bound(request: object, request_map: RequestMap) -> Exception:
             f"send() and stream() take a request (an instance of a cqrs.Request or "
             f"cqrs.DCRequest subclass), got {type(request).__qualname__}: {request!r:.80}."
         )
-    request_type = type(request)
+    request_type: type[Any] = cast(Any, request).__class__
     return RequestHandlerDoesNotExist(
         f"No handler is bound for {request_type.__qualname__}. Bound request types: "
         f"{describe_types(request_map)}. Bind it in commands_mapper or "
@@ -172,7 +172,7 @@ class RequestMediator(_Base):
     follow the emitter's failure policy. Cancelling ``send`` cancels its event handlers.
     """
 
-    async def send(self, request: object) -> Any:
+    async def send(self, request: IRequest[T]) -> T:
         """Handle ``request`` and return the handler's result; see the class docstring."""
         invoker = self._invokers.get(request.__class__) or self._invoker_for(request)
         build = invoker.build
@@ -238,7 +238,7 @@ class StreamingRequestMediator(_Base):
         *,
         dispatcher_type: Any = None,
         event_publisher: EventPublisher | None = None,
-        stream_events: StreamEvents | str | None = None,
+        stream_events: StreamEvents | StreamEventsName | None = None,
         settings: Settings | None = None,
     ) -> None:
         if settings is None:
@@ -267,8 +267,8 @@ class StreamingRequestMediator(_Base):
         return self._settings.stream_events
 
     def stream(
-        self, request: object, *, events: StreamEvents | str | None = None
-    ) -> RequestStream[Any]:
+        self, request: IRequest[T], *, events: StreamEvents | StreamEventsName | None = None
+    ) -> RequestStream[T]:
         """Start streaming ``request``; ``events`` overrides the mediator's events policy.
 
         Raises ``RequestHandlerDoesNotExist`` when no handler is bound and

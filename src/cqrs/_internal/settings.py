@@ -26,10 +26,13 @@ __all__ = [
     "FailurePolicy",
     "Settings",
     "StreamEvents",
+    "StreamEventsName",
     "parse_stream_events",
 ]
 
 FailurePolicy = Literal["log", "raise"]
+StreamEventsName = Literal["before_item", "concurrent"]
+"""The values of :class:`StreamEvents` as strings, for ``stream_events=`` and ``events=``."""
 ErrorHook = Callable[["IEvent", Any, BaseException], Awaitable[object] | object]
 
 DEFAULT_MAX_EVENT_DEPTH = 32

@@ -21,6 +21,7 @@ from cqrs._internal.integrations.frames import Frame, SSESettings
 from cqrs._internal.integrations.replay import JobState, MemoryReplayBuffer, ReplayBuffer
 from cqrs._internal.integrations.sse import frames_of
 from cqrs._internal.mediators import StreamingRequestMediator
+from cqrs._internal.messages.requests import IRequest
 
 __all__ = ["JobExpired", "JobNotFound", "StreamJobs", "parse_last_event_id"]
 
@@ -79,7 +80,7 @@ class StreamJobs:
         mediator = self._mediator
         return mediator if isinstance(mediator, StreamingRequestMediator) else mediator()
 
-    async def start(self, request: object) -> str:
+    async def start(self, request: IRequest[Any]) -> str:
         """Start streaming ``request`` in the background; return the new job's id.
 
         The handler lookup happens now: a request with no streaming handler raises here.
