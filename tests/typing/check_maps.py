@@ -1,9 +1,9 @@
 """``RequestMap.bind`` and ``EventMap.bind`` in a user's mappers, as pyright sees them.
 
-Today both ``bind`` methods take ``(type[Any], Any)``: pyright checks that the message is a
-class, nothing about the handler. A handler declared for another message, an event handler
-bound as a request handler, or a handler instance are refused at bind time
-(``ConfigurationError``), not by pyright (the lines marked GAP).
+``bind`` is typed by overloads: the handler must be declared for the bound message type (or a
+base of it, or ``Any``), a request handler for a request, an event handler for an event, a
+class rather than an instance, a chain a sequence of chain handlers. The same mistakes are
+refused at bind time too (``ConfigurationError``); the lines marked GAP only there.
 """
 
 # pyright: reportUnnecessaryTypeIgnoreComment=error
@@ -48,22 +48,23 @@ def events_mapper(mapper: cqrs.EventMap) -> None:
 
 
 def wrong_request_bindings(mapper: cqrs.RequestMap) -> None:
-    # What pyright refuses today: something that is not a class where the message type goes.
-    mapper.bind(PlaceOrder(order_id="1"), PlaceOrderHandler)  # pyright: ignore[reportArgumentType]
-    mapper.bind("PlaceOrder", PlaceOrderHandler)  # pyright: ignore[reportArgumentType]
+    # Something that is not a class where the message type goes.
+    mapper.bind(PlaceOrder(order_id="1"), PlaceOrderHandler)  # pyright: ignore[reportArgumentType, reportCallIssue]
+    mapper.bind("PlaceOrder", PlaceOrderHandler)  # pyright: ignore[reportArgumentType, reportCallIssue]
     mapper.bind(PlaceOrder)  # pyright: ignore[reportCallIssue]
 
-    # GAP: refused at bind time only.
-    mapper.bind(CancelOrder, PlaceOrderHandler)  # declared for PlaceOrder
-    mapper.bind(PlaceOrder, OrderShippedHandler)  # an event handler
-    mapper.bind(PlaceOrder, PlaceOrderHandler())  # an instance, not the class
-    mapper.bind(ImportOrders, [PlaceOrderHandler])  # a chain of non-chain handlers
+    # A handler declared for another request, an event handler, an instance, a bad chain.
+    mapper.bind(CancelOrder, PlaceOrderHandler)  # pyright: ignore[reportArgumentType, reportCallIssue]
+    mapper.bind(PlaceOrder, OrderShippedHandler)  # pyright: ignore[reportArgumentType, reportCallIssue]
+    mapper.bind(PlaceOrder, PlaceOrderHandler())  # pyright: ignore[reportArgumentType, reportCallIssue]
+    mapper.bind(ImportOrders, [PlaceOrderHandler])  # pyright: ignore[reportArgumentType, reportCallIssue]
 
 
 def wrong_event_bindings(mapper: cqrs.EventMap) -> None:
     mapper.bind(OrderShipped(order_id="1"), OrderShippedHandler)  # pyright: ignore[reportArgumentType]
 
-    # GAP: refused at bind time only.
-    mapper.bind(OrderShipped, PlaceOrderHandler)  # a request handler
-    mapper.bind(PlaceOrder, OrderShippedHandler)  # a request where the event goes
-    mapper[OrderShipped].append(PlaceOrderHandler)  # refused by the list itself
+    # A request handler; a request where the event goes.
+    mapper.bind(OrderShipped, PlaceOrderHandler)  # pyright: ignore[reportArgumentType]
+    mapper.bind(PlaceOrder, OrderShippedHandler)  # pyright: ignore[reportArgumentType]
+    # GAP: refused by the list itself at run time only.
+    mapper[OrderShipped].append(PlaceOrderHandler)

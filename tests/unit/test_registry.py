@@ -46,12 +46,12 @@ def test_request_map_binds_and_refuses_duplicates_as_key_error() -> None:
 )
 def test_request_map_refuses_non_handlers_as_type_error(handler: object, message: str) -> None:
     with pytest.raises(TypeError, match=message):
-        cqrs.RequestMap().bind(Ping, handler)
+        cqrs.RequestMap().bind(Ping, handler)  # pyright: ignore[reportArgumentType, reportCallIssue]
 
 
 def test_request_map_refuses_a_handler_written_for_another_request() -> None:
     with pytest.raises(ConfigurationError, match="PingHandler handles Ping, not Other"):
-        cqrs.RequestMap().bind(Other, PingHandler)
+        cqrs.RequestMap().bind(Other, PingHandler)  # pyright: ignore[reportArgumentType, reportCallIssue]
 
 
 def test_update_and_setitem_go_through_the_same_checks() -> None:
@@ -69,7 +69,7 @@ def test_update_and_setitem_go_through_the_same_checks() -> None:
 
 def test_chain_binding_requires_chain_handlers() -> None:
     with pytest.raises(RequestHandlerTypeError, match="CORRequestHandler"):
-        cqrs.RequestMap().bind(Ping, [PingHandler])
+        cqrs.RequestMap().bind(Ping, [PingHandler])  # pyright: ignore[reportArgumentType, reportCallIssue]
 
 
 def test_event_map_appends_in_order_and_refuses_duplicates() -> None:
@@ -83,7 +83,7 @@ def test_event_map_appends_in_order_and_refuses_duplicates() -> None:
     with pytest.raises(DuplicateBindingError, match="already bound"):
         m.bind(Tick, TickHandler)
     with pytest.raises(ConfigurationError, match="not an event handler"):
-        m.bind(Tick, PingHandler)
+        m.bind(Tick, PingHandler)  # pyright: ignore[reportArgumentType]
 
 
 def test_streaming_handlers_bind_in_the_request_map() -> None:

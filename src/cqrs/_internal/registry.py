@@ -17,7 +17,7 @@ import operator
 import re
 import reprlib
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NoReturn, Self, SupportsIndex, TypeVar, cast, get_origin, overload
 
 from cqrs._internal.errors import ConfigurationError, DuplicateBindingError, RequestHandlerTypeError
@@ -25,6 +25,8 @@ from cqrs._internal.generics import describe_type, resolve_type_args, type_accep
 from cqrs._internal.handlers.cor import CORRequestHandler
 from cqrs._internal.handlers.event import EventHandler
 from cqrs._internal.handlers.request import RequestHandler, StreamingRequestHandler
+from cqrs._internal.messages.events import IEvent
+from cqrs._internal.messages.requests import IRequest
 
 __all__ = [
     "BINDINGS_VERSION",
@@ -37,6 +39,8 @@ __all__ = [
 
 HandlerType = type[RequestHandler[Any, Any]] | type[StreamingRequestHandler[Any, Any]]
 
+_Req = TypeVar("_Req", bound=IRequest)
+_Ev = TypeVar("_Ev", bound=IEvent)
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 
@@ -527,8 +531,21 @@ class RequestMap(_GuardedDict[type[Any], Any]):
     Lookups (:meth:`handler_for`) use the exact type first, then the nearest bound base class.
     """
 
+    @overload
+    def bind(self, request_type: type[_Req], handler: type[RequestHandler[_Req, Any]]) -> None: ...
+    @overload
+    def bind(
+        self, request_type: type[_Req], handler: type[StreamingRequestHandler[_Req, Any]]
+    ) -> None: ...
+    @overload
+    def bind(
+        self, request_type: type[_Req], handler: Sequence[type[CORRequestHandler[_Req, Any]]]
+    ) -> None: ...
     def bind(self, request_type: type[Any], handler: Any) -> None:
-        """Bind ``request_type`` to ``handler``; see the class docstring for the checks."""
+        """Bind ``request_type`` to ``handler``; see the class docstring for the checks.
+
+        The overloads let a type checker refuse a handler declared for another request.
+        """
         self[request_type] = handler
 
     def __setitem__(self, request_type: type[Any], handler: Any) -> None:
@@ -591,7 +608,7 @@ class EventMap(_GuardedDict[type[Any], list[Any]]):
     ``map[E].append(...)`` cannot bypass ``bind``. Lookups use the exact event type.
     """
 
-    def bind(self, event_type: type[Any], handler: Any) -> None:
+    def bind(self, event_type: type[_Ev], handler: type[EventHandler[_Ev]]) -> None:
         """Add ``handler`` to the handlers of ``event_type``; see the class docstring."""
         if not isinstance(event_type, type):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise _message_not_a_class(event_type, "the event type", "EventMap.bind(...)")
