@@ -9,8 +9,14 @@ from typing import Any
 
 from cqrs._internal.coro import being_cancelled
 from cqrs._internal.di.scope import ScopeStrategy
-from cqrs._internal.dispatch.invokers import Call, HandlerInvoker, as_events, plain_call
-from cqrs._internal.errors import EventCycleError, EventHandlerCancelled
+from cqrs._internal.dispatch.invokers import (
+    Call,
+    HandlerInvoker,
+    as_events,
+    plain_call,
+    stray_cancel,
+)
+from cqrs._internal.errors import EventCycleError
 from cqrs._internal.messages.events import IEvent
 from cqrs._internal.registry import BINDINGS_VERSION, EventMap, describe_types
 from cqrs._internal.settings import DEFAULT_MAX_EVENT_DEPTH
@@ -81,10 +87,7 @@ class EventDispatcher:
             except asyncio.CancelledError as exc:
                 if being_cancelled():
                     raise
-                raise EventHandlerCancelled(
-                    f"Event handler {invoker.handler_type.__qualname__} raised CancelledError "
-                    "although its caller was not cancelled; it is treated as its failure."
-                ) from exc
+                raise stray_cancel(exc, invoker.handler_type) from exc
             if not follow:
                 continue
             follow = as_events(follow)

@@ -16,12 +16,13 @@ exception keeps its type, so ``except`` clauses written for the container keep w
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, cast
 
 from cqrs._internal.di.scope import ScopeStrategy, enter_scope
-from cqrs._internal.errors import ConfigurationError
+from cqrs._internal.errors import ConfigurationError, EventHandlerCancelled
 from cqrs._internal.handlers.cor import CORRequestHandler, build_chain
 from cqrs._internal.handlers.request import StreamingRequestHandler
 from cqrs._internal.messages.events import IEvent
@@ -36,6 +37,7 @@ __all__ = [
     "note_resolve_failure",
     "plain_call",
     "resolve_for",
+    "stray_cancel",
 ]
 
 Call = Callable[[Callable[[Any], Awaitable[Any]], Any], Awaitable[Any]]
@@ -93,6 +95,17 @@ def as_events(events: object) -> Sequence[IEvent]:
             f"{type(events).__qualname__}."
         )
     return list(events)  # pyright: ignore[reportUnknownArgumentType]
+
+
+def stray_cancel(exc: asyncio.CancelledError, handler: Any) -> EventHandlerCancelled:
+    """Wrap a ``CancelledError`` a handler raised by itself (its caller was not cancelled)."""
+    error = EventHandlerCancelled(
+        f"Event handler {getattr(handler, '__qualname__', handler)} raised CancelledError "
+        "although its caller was not cancelled (an expired asyncio.timeout or a cancelled "
+        "task it awaited?); it is treated as that handler's failure."
+    )
+    error.__cause__ = exc
+    return error
 
 
 class HandlerInvoker:

@@ -12,8 +12,13 @@ from cqrs._internal.brokers.protocol import Message, MessageBroker
 from cqrs._internal.coro import being_cancelled
 from cqrs._internal.di.scope import ScopeStrategy, bound_scope, wrap_container
 from cqrs._internal.dispatch.events import cycle_message
-from cqrs._internal.dispatch.invokers import HandlerInvoker, as_events, note_resolve_failure
-from cqrs._internal.errors import EventCycleError, EventHandlerCancelled, NoBrokerError
+from cqrs._internal.dispatch.invokers import (
+    HandlerInvoker,
+    as_events,
+    note_resolve_failure,
+    stray_cancel,
+)
+from cqrs._internal.errors import EventCycleError, NoBrokerError
 from cqrs._internal.events.fanout import Job
 from cqrs._internal.events.publishers import EventPublisher
 from cqrs._internal.messages.events import IDomainEvent, IEvent, INotificationEvent
@@ -26,9 +31,7 @@ __all__ = [
     "ErrorHook",
     "EventEmitter",
     "FailurePolicy",
-    "as_events",
     "cycle_error",
-    "stray_cancel",
     "uses_own_emit",
 ]
 
@@ -64,17 +67,6 @@ def cycle_error(parent: Job, follow: Sequence[IEvent], limit: int) -> EventCycle
     chain.reverse()
     chain.append(type(follow[0]).__qualname__)
     return EventCycleError(cycle_message(chain, limit))
-
-
-def stray_cancel(exc: asyncio.CancelledError, handler: Any) -> EventHandlerCancelled:
-    """Wrap a ``CancelledError`` a handler raised by itself (its caller was not cancelled)."""
-    error = EventHandlerCancelled(
-        f"Event handler {getattr(handler, '__qualname__', handler)} raised CancelledError "
-        "although its caller was not cancelled (an expired asyncio.timeout or a cancelled "
-        "task it awaited?); it is treated as that handler's failure."
-    )
-    error.__cause__ = exc
-    return error
 
 
 class EventEmitter:

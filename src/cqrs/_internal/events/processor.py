@@ -16,14 +16,8 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any
 
 from cqrs._internal.coro import being_cancelled
-from cqrs._internal.dispatch.invokers import as_events
-from cqrs._internal.events.emitter import (
-    EMIT,
-    EventEmitter,
-    cycle_error,
-    stray_cancel,
-    uses_own_emit,
-)
+from cqrs._internal.dispatch.invokers import as_events, stray_cancel
+from cqrs._internal.events.emitter import EMIT, EventEmitter, cycle_error, uses_own_emit
 from cqrs._internal.events.fanout import Execute, Job
 from cqrs._internal.events.publishers import (
     ConcurrentPublisher,
@@ -75,17 +69,23 @@ class EventProcessor:
             )
         self.settings = settings
         self.event_map = event_map
-        self.event_emitter = event_emitter
         self.max_concurrent_event_handlers: int = settings.max_concurrent_event_handlers
         self.concurrent_event_handle_enable: bool = settings.concurrent_events
         self.limit: int = settings.event_limit
         self.publisher: EventPublisher = settings.event_publisher or choose_publisher(self.limit)
         self._stock_publisher = type(self.publisher) in (SequentialPublisher, ConcurrentPublisher)
-        self._stock_emitter: EventEmitter | None = (
-            event_emitter
-            if event_emitter is not None and not uses_own_emit(event_emitter)
-            else None
-        )
+        self._stock_emitter: EventEmitter | None = None
+        self.event_emitter = event_emitter
+
+    @property
+    def event_emitter(self) -> Any:
+        """The emitter that runs the events (``None``: events are logged and dropped)."""
+        return self._event_emitter
+
+    @event_emitter.setter
+    def event_emitter(self, emitter: Any) -> None:
+        self._event_emitter = emitter
+        self._stock_emitter = None if emitter is None or uses_own_emit(emitter) else emitter
 
     def route(self, container: Any = None) -> tuple[JobsFor, Execute] | None:
         """How events become jobs now, and what runs a job: ``None`` without an emitter.
