@@ -169,7 +169,8 @@ class RequestMediator(_Base):
     Raises ``RequestHandlerDoesNotExist`` (a ``KeyError``) when nothing is bound, and
     ``ConfigurationError`` (a ``TypeError``) when a streaming handler is bound. An exception
     from the handler or a middleware propagates and no event is processed. Event failures
-    follow the emitter's failure policy. Cancelling ``send`` cancels its event handlers.
+    follow the emitter's failure policy. Cancelling ``send`` cancels its event handlers and
+    waits until their cleanup has run.
     """
 
     async def send(self, request: IRequest[T]) -> T:
