@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 import di
 
@@ -32,6 +34,8 @@ class Batch(cqrs.Request):
 
 
 Bindings = dict[type[Any], Any]
+
+T = TypeVar("T")
 
 
 def _mappers(commands: Bindings, events: dict[type[Any], list[type[Any]]] | None) -> dict[str, Any]:
@@ -72,3 +76,102 @@ async def settle() -> None:
     """Let callbacks and freshly woken tasks run."""
     for _ in range(5):
         await asyncio.sleep(0)
+
+
+# --- waiting for something to happen --------------------------------------------------------
+#
+# Every test that waits for a server, a process, a frame or a task waits here, never with a
+# bare sleep: the helper polls until the thing has happened, so a slow (loaded) machine makes
+# the test slower, not red. Order is asserted on what was recorded, never on clock readings.
+
+PATIENCE = 90.0
+"""Seconds a test waits for something that must happen before it fails (generous: a loaded
+2-core machine starts a uvicorn process in tens of seconds, not in one)."""
+
+POLL_EVERY = 0.05
+"""Seconds between two checks of a condition."""
+
+LONG_TEST_TIMEOUT = 300
+"""The pytest-timeout of a test that waits on processes, servers or a browser, overriding
+the 60 s default of pyproject.toml so that a wait of up to ``PATIENCE`` fails with the
+helper's message rather than with a bare timeout."""
+
+
+class _Wait:
+    """One wait: its deadline and the message that ends it (shared by both faces below)."""
+
+    def __init__(self, what: str, within: float) -> None:
+        self.what = what
+        self.within = within
+        self.deadline = time.monotonic() + within
+        self.last: object = None
+
+    def over(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def failure(self, details: Callable[[], str] | None) -> AssertionError:
+        message = f"gave up after {self.within:.0f} s waiting for {self.what}"
+        if self.last is not None:
+            message += f"; last check gave {self.last!r}"
+        if details is not None:
+            message += f"\n{details()}"
+        return AssertionError(message)
+
+
+def wait_until(
+    check: Callable[[], T],
+    what: str,
+    *,
+    within: float = PATIENCE,
+    every: float = POLL_EVERY,
+    retry_on: tuple[type[BaseException], ...] = (),
+    details: Callable[[], str] | None = None,
+) -> T:
+    """Call ``check()`` every ``every`` seconds until it returns a truthy value; return it.
+
+    For synchronous tests (a subprocess, a server over HTTP). An exception of a ``retry_on``
+    type counts as "not yet"; any other exception (an ``AssertionError`` saying a process
+    died, say) ends the wait at once. After ``within`` seconds raises ``AssertionError``
+    naming ``what`` (write it as "uvicorn at http://... to answer GET /health"), the last
+    falsy result or exception, and ``details()`` (a server log, say).
+    """
+    wait = _Wait(what, within)
+    while True:
+        try:
+            result = check()
+        except retry_on as exc:
+            wait.last = exc
+        else:
+            if result:
+                return result
+            wait.last = result
+        if wait.over():
+            raise wait.failure(details)
+        time.sleep(every)
+
+
+async def wait_until_async(
+    check: Callable[[], T | Awaitable[T]],
+    what: str,
+    *,
+    within: float = PATIENCE,
+    every: float = POLL_EVERY,
+    retry_on: tuple[type[BaseException], ...] = (),
+    details: Callable[[], str] | None = None,
+) -> T:
+    """:func:`wait_until` for async tests: ``check`` may be sync or async, and the event loop
+    runs between checks (``asyncio.sleep(every)``), so the awaited work can progress."""
+    wait = _Wait(what, within)
+    while True:
+        try:
+            outcome = check()
+            result = cast(T, await outcome if inspect.isawaitable(outcome) else outcome)
+        except retry_on as exc:
+            wait.last = exc
+        else:
+            if result:
+                return result
+            wait.last = result
+        if wait.over():
+            raise wait.failure(details)
+        await asyncio.sleep(every)

@@ -2,13 +2,12 @@
 playwright, against the app served by a real uvicorn process.
 
 Needs /usr/bin/chromium and the playwright package (``./scripts/install-browser``); skipped
-without them. Every wait is bounded (``WAIT``).
+without them. Every wait is for an event (the server answers, a row appears, a text shows),
+bounded by ``tests.support.PATIENCE``; nothing sleeps "long enough".
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -17,7 +16,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +23,12 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import LONG_TEST_TIMEOUT, PATIENCE, wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = ROOT / "artifacts" / "demo-complete.png"
-WAIT = 10.0  # seconds, for every wait
+WAIT_MS = PATIENCE * 1000  # playwright's unit
 ITEM_DELAY = "0.15"  # seconds per order in the served app
 CHROMIUM_ARGS = [
     "--headless",
@@ -52,10 +52,10 @@ if importlib.util.find_spec("playwright") is None:
         allow_module_level=True,
     )
 
-from playwright.async_api import Page, async_playwright, expect  # noqa: E402
+from playwright.async_api import Page, Request, async_playwright, expect  # noqa: E402
 
-pytestmark = pytest.mark.browser
-expect.set_options(timeout=WAIT * 1000)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(LONG_TEST_TIMEOUT)]
+expect.set_options(timeout=WAIT_MS)
 
 
 @dataclasses.dataclass
@@ -88,23 +88,28 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             stderr=subprocess.STDOUT,
         )
     served = Server(f"http://127.0.0.1:{port}", log)
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the demo server exited:\n{served.log_text()}")
+        # The socket listens from the start: the request waits until uvicorn accepts it.
+        return httpx.get(f"{served.url}/api/stats", timeout=10).status_code == 200
+
     try:
-        deadline = time.monotonic() + WAIT
-        while True:
-            assert process.poll() is None, f"the server exited:\n{served.log_text()}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{served.url}/api/stats", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, f"the server did not answer:\n{served.log_text()}"
-            time.sleep(0.05)
+        wait_until(
+            answers,
+            f"the demo app (uvicorn) at {served.url} to answer GET /api/stats",
+            retry_on=(httpx.HTTPError,),
+            details=lambda: f"its log so far:\n{served.log_text()}",
+        )
         yield served
     finally:
         process.terminate()
         try:
-            process.wait(timeout=WAIT)
+            process.wait(timeout=PATIENCE)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait(timeout=WAIT)
+            process.wait(timeout=PATIENCE)
 
 
 @pytest.fixture
@@ -113,11 +118,12 @@ async def page() -> AsyncIterator[Page]:
     errors: list[str] = []
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=WAIT_MS
         )
         try:
             context = await browser.new_context(viewport={"width": 960, "height": 900})
-            context.set_default_timeout(WAIT * 1000)
+            context.set_default_timeout(WAIT_MS)
+            context.set_default_navigation_timeout(WAIT_MS)
             page = await context.new_page()
             page.on("pageerror", lambda error: errors.append(str(error)))
             yield page
@@ -148,7 +154,7 @@ async def percents(page: Page) -> list[int]:
 
 
 async def stats(server: Server) -> dict[str, Any]:
-    async with httpx.AsyncClient(timeout=WAIT) as client:
+    async with httpx.AsyncClient(timeout=PATIENCE) as client:
         response = await client.get(f"{server.url}/api/stats")
     response.raise_for_status()
     return response.json()
@@ -179,8 +185,13 @@ async def saved_job(page: Page) -> dict[str, Any]:
 
 async def wait_for_rows(page: Page, at_least: int) -> None:
     await page.wait_for_function(
-        f"document.querySelectorAll('#items li').length >= {at_least}", timeout=WAIT * 1000
+        f"document.querySelectorAll('#items li').length >= {at_least}", timeout=WAIT_MS
     )
+
+
+async def wait_for_animations(page: Page) -> None:
+    """Wait until no CSS transition or animation runs (the bar's width, a row appearing)."""
+    await page.wait_for_function("document.getAnimations().length === 0", timeout=WAIT_MS)
 
 
 async def assert_completed(page: Page, count: int) -> list[dict[str, Any]]:
@@ -241,7 +252,7 @@ async def test_a_batch_fills_the_bar_live_and_ends_with_a_summary(
     seen = await assert_processed_once(server, [row["order"] for row in shown])
     assert job_connections(seen, job_id) == [(None, None, None)]
 
-    await asyncio.sleep(0.3)  # let the bar's CSS transition end
+    await wait_for_animations(page)  # the bar's CSS transition has ended
     SCREENSHOT.parent.mkdir(exist_ok=True)
     await page.screenshot(path=str(SCREENSHOT), full_page=True)
     record_property("screenshot", str(SCREENSHOT))
@@ -249,22 +260,31 @@ async def test_a_batch_fills_the_bar_live_and_ends_with_a_summary(
 
 
 async def test_a_reload_mid_stream_resumes_where_it_was(server: Server, page: Page) -> None:
+    # The reload must come before the batch ends: after the 3rd row, 27 orders (4 s of work
+    # at ITEM_DELAY) are left, time for a reload even on a loaded machine. (Holding the job
+    # until the reload needs a hook in examples/demo_app; see the note in the report.)
+    count, reload_after = 30, 3
     streams: list[str] = []
-    page.on("request", lambda r: streams.append(r.url) if r.resource_type == "eventsource" else 0)
+
+    def note_event_source(request: Request) -> None:
+        if request.resource_type == "eventsource":
+            streams.append(request.url)
+
+    page.on("request", note_event_source)
     await page.add_init_script(TRACK_PERCENT)
     await page.goto(server.url)
-    job_id = await start_batch(page, 12)
-    await wait_for_rows(page, 3)
+    job_id = await start_batch(page, count)
+    await wait_for_rows(page, reload_after)
     assert not await page.locator("#summary").is_visible(), "the batch ended before the reload"
 
     await page.reload()
     # right after the reload the page shows what it had: no restart from 0
     restored = await page.locator("#items li").count()
-    assert restored >= 3
+    assert restored >= reload_after
 
-    shown = await assert_completed(page, 12)
+    shown = await assert_completed(page, count)
     after_reload = await percents(page)
-    assert after_reload[0] >= 100 * 3 // 12, after_reload
+    assert after_reload[0] >= 100 * reload_after // count, after_reload
     assert after_reload == sorted(after_reload), after_reload
     assert after_reload[-1] == 100
     seen = await assert_processed_once(server, [row["order"] for row in shown])
@@ -275,7 +295,7 @@ async def test_a_reload_mid_stream_resumes_where_it_was(server: Server, page: Pa
     header, last, _ = connections[1]
     assert header is None, "a new EventSource sends no Last-Event-ID"
     assert last is not None
-    assert 3 <= int(last) <= restored
+    assert reload_after <= int(last) <= restored
     assert len(streams) == 2, streams
     assert streams[1].endswith(f"?last={last}"), streams
     assert (await saved_job(page))["resumes"] == 1

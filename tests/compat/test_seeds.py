@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 
 import cqrs
+from tests.support import LONG_TEST_TIMEOUT, PATIENCE
 
-pytestmark = pytest.mark.seeds
+pytestmark = [pytest.mark.seeds, pytest.mark.timeout(LONG_TEST_TIMEOUT)]
 
 SEEDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "seeds"
 SRC_DIR = Path(cqrs.__file__).resolve().parents[1]
@@ -320,7 +321,7 @@ def test_fastapi_complete_program(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE,
         check=False,
     )
     assert result.returncode == 0, result.stderr

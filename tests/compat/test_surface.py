@@ -40,6 +40,9 @@ from typing import Any
 import pytest
 
 import cqrs
+from tests.support import LONG_TEST_TIMEOUT, PATIENCE
+
+pytestmark = pytest.mark.timeout(LONG_TEST_TIMEOUT)  # subprocesses wait PATIENCE
 
 PACKAGE_DIR = Path(cqrs.__file__).resolve().parent
 INTERNAL_DIR = PACKAGE_DIR / "_internal"
@@ -969,7 +972,7 @@ def _run_python(code: str, cwd: Path, *args: str) -> subprocess.CompletedProcess
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE,
         check=False,
     )
 

@@ -4,6 +4,11 @@ Started as two uvicorn processes by ``test_redis_replay.py``. The key prefix com
 ``CQRS_REDIS_JOBS_PREFIX`` environment variable; every item the handler processes is pushed
 as ``"{pid}:{i}"`` to the Redis list ``{prefix}processed``, so the test can tell which
 process ran it and how often.
+
+The test orders things by events, not by time: a ``CountCommand`` with ``hold_at=i`` stops
+before item ``i`` until the test pushes to the list ``{prefix}release``, and the replay
+buffer's Redis connections are named ``{CQRS_REDIS_JOBS_CLIENT_NAME}{pid}``, so the test can
+see (``CLIENT LIST``) when a process's follower waits in ``XREAD`` for the next frame.
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ from cqrs.requests import bootstrap
 PREFIX = os.environ.get("CQRS_REDIS_JOBS_PREFIX", "cqrs:test:jobs:")
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PROCESSED_KEY = f"{PREFIX}processed"
+RELEASE_KEY = f"{PREFIX}release"
+CLIENT_NAMES = os.environ.get("CQRS_REDIS_JOBS_CLIENT_NAME", "cqrs-test-jobs-")
 
 
 class CountCommand(cqrs.Request):
     n: int
-    delay: float = 0.1
+    delay: float = 0.0
+    hold_at: int | None = None
 
 
 class Counted(cqrs.Response):
@@ -44,6 +52,10 @@ class CountHandler(cqrs.StreamingRequestHandler[CountCommand, Counted]):
         client = redis.asyncio.Redis.from_url(REDIS_URL)
         try:
             for i in range(request.n):
+                if request.hold_at == i:
+                    released = None
+                    while released is None:  # BLPOP answers None after its timeout
+                        released = await client.blpop([RELEASE_KEY], timeout=1)
                 await asyncio.sleep(request.delay)
                 await client.rpush(PROCESSED_KEY, f"{os.getpid()}:{i}")
                 yield Counted(i=i)
@@ -56,7 +68,8 @@ def _commands(mapper: cqrs.RequestMap) -> None:
 
 
 mediator = bootstrap.bootstrap_streaming(di_container=di.Container(), commands_mapper=_commands)
-jobs = StreamJobs(mediator, buffer=RedisReplayBuffer(url=REDIS_URL, prefix=PREFIX))
+buffer_url = f"{REDIS_URL}?client_name={CLIENT_NAMES}{os.getpid()}"
+jobs = StreamJobs(mediator, buffer=RedisReplayBuffer(url=buffer_url, prefix=PREFIX))
 
 
 @contextlib.asynccontextmanager

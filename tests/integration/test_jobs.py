@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import fastapi
@@ -18,17 +19,22 @@ from cqrs.integrations.fastapi import (
 from tests.conftest import other_tasks
 from tests.integration.sse_support import (
     FINALLY,
+    HOLD,
     PROCESSED,
+    Message,
     client,
     make_mediator,
     parse_frames,
+    watched,
 )
+from tests.support import wait_until_async
 
 
 @pytest.fixture(autouse=True)
 def _clear() -> None:
     PROCESSED.clear()
     FINALLY.clear()
+    HOLD.reset()
 
 
 def make_app(**buffer: Any) -> tuple[fastapi.FastAPI, StreamJobs]:
@@ -102,15 +108,34 @@ async def test_unknown_job_is_404_and_bad_last_id_is_400() -> None:
     assert "Invalid last event id" in response.json()["detail"]
 
 
-async def test_an_expired_job_is_410() -> None:
-    app, jobs = make_app(ttl=0.05)
-    async with client(app) as http, jobs:
-        url = await start(http, n=1)
-        assert (await http.get(url)).status_code == 200
-        await asyncio.sleep(0.1)
-        response = await http.get(url)
-    assert response.status_code == 410
+async def test_an_expired_job_is_410_and_not_before_its_ttl() -> None:
+    ttl = 0.05
+    app, jobs = make_app(ttl=ttl)
+    sent: list[Message] = []
+    async with client(watched(app, sent.append)) as http, jobs:
+        url = await start(http, n=1, hold_at=0)
+        await wait_until_async(HOLD.reached.is_set, "the job's handler to hold before item 0")
+        before = len(sent)
+        reading = asyncio.ensure_future(http.get(url))
+        await wait_until_async(
+            lambda: any(m["type"] == "http.response.start" for m in sent[before:]),
+            "the events response of the held (running) job to send its headers",
+        )
+        released_at = time.monotonic()
+        HOLD.release.set()
+        assert (await reading).status_code == 200
+
+        async def expired() -> Any:
+            response = await http.get(url)
+            # 200 while the job is kept, then 410; a 404 would mean EXPIRED was skipped.
+            assert response.status_code in (200, 410), response.text
+            return response if response.status_code == 410 else None
+
+        response = await wait_until_async(expired, "the finished job to expire (410)")
+        expired_at = time.monotonic()
     assert "expired" in response.json()["detail"]
+    assert expired_at - released_at >= ttl, "the job expired before its ttl ran out"
+    assert PROCESSED == [0]
 
 
 async def test_resuming_before_the_kept_frames_ends_with_an_error_frame() -> None:
@@ -125,15 +150,15 @@ async def test_resuming_before_the_kept_frames_ends_with_an_error_frame() -> Non
 async def test_cancelling_a_job_closes_its_handler_and_ends_the_stream() -> None:
     app, jobs = make_app()
     async with client(app) as http, jobs:
-        url = await start(http, n=100, delay=0.02)
+        url = await start(http, n=100, hold_at=1)
         job_id = url.split("/")[2]
-        await asyncio.sleep(0.05)
+        await wait_until_async(HOLD.reached.is_set, "the job's handler to hold before item 1")
         assert (await http.delete(f"/jobs/{job_id}")).status_code == 204
         frames = parse_frames((await http.get(url)).text)
         assert (await http.delete(f"/jobs/{job_id}")).status_code == 404
     assert frames[-1]["data"] == {"type": "error", "message": "The job was cancelled."}
     assert FINALLY == ["finally"]
-    assert len(PROCESSED) < 100
+    assert PROCESSED == [0]  # cancelled while held: item 1 never ran
 
 
 async def test_a_failing_job_ends_with_a_safe_error_frame() -> None:
@@ -149,11 +174,12 @@ async def test_a_failing_job_ends_with_a_safe_error_frame() -> None:
 async def test_closing_the_jobs_cancels_running_ones_and_leaves_no_task() -> None:
     app, jobs = make_app()
     async with client(app) as http:
-        await start(http, n=100, delay=0.05)
-        await asyncio.sleep(0.02)
+        await start(http, n=100, hold_at=0)
+        await wait_until_async(HOLD.reached.is_set, "the job's handler to hold before item 0")
         assert jobs.running == 1
         await jobs.aclose()
     assert FINALLY == ["finally"]
+    assert PROCESSED == []
     assert jobs.running == 0
     assert not other_tasks()
 

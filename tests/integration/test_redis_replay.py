@@ -3,12 +3,18 @@ every replay buffer (MemoryReplayBuffer included) must pass.
 
 Every Redis test uses its own key prefix and deletes its keys afterwards. Tests that need
 Redis are skipped when nothing listens on 127.0.0.1:6379.
+
+Nothing here sleeps "long enough": a test waits for the event itself (a frame read, a
+follower waiting in ``XREAD``, a held handler) through ``tests.support.wait_until``, and time
+only bounds things from below (a TTL never runs out early), which a loaded machine cannot
+break.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import socket
@@ -39,13 +45,13 @@ from cqrs.integrations.fastapi import (
 )
 from cqrs.integrations.redis_replay import RedisReplayBuffer
 from cqrs.requests import bootstrap
+from tests.support import LONG_TEST_TIMEOUT, PATIENCE, settle, wait_until, wait_until_async
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(LONG_TEST_TIMEOUT)]
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 ROOT = Path(__file__).resolve().parents[2]
-WAIT = 10.0  # bound of every wait in this module, in seconds
 
 
 def _redis_reachable() -> bool:
@@ -89,6 +95,32 @@ async def _delete_keys(client: redis.asyncio.Redis, prefix: str) -> None:
         await client.delete(*keys)
 
 
+class CountingRedis(redis.asyncio.Redis):
+    """A client that notes when each ``XREAD`` is sent, so a test can wait until a follower
+    waits (and count its waits) instead of sleeping."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.xreads: list[float] = []
+
+    @classmethod
+    def connect(cls, **kwargs: Any) -> CountingRedis:
+        """A client of the test Redis (``kwargs`` as for ``Redis.from_url``)."""
+        client = cls.from_url(REDIS_URL, **kwargs)
+        assert isinstance(client, cls)
+        return client
+
+    async def xread(self, *args: Any, **kwargs: Any) -> Any:
+        self.xreads.append(time.monotonic())
+        return await super().xread(*args, **kwargs)
+
+
+async def read_into(frames: AsyncIterator[Frame], seen: list[Frame]) -> None:
+    """Append each frame of ``frames`` to ``seen`` as it comes."""
+    async for frame in frames:
+        seen.append(frame)
+
+
 # --- the conformance check ---------------------------------------------------------------
 
 
@@ -108,40 +140,59 @@ async def collect(frames: AsyncIterator[Frame]) -> list[Frame]:
     async def run() -> list[Frame]:
         return [frame async for frame in frames]
 
-    return await asyncio.wait_for(run(), WAIT)
-
-
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-async def sleep_until(moment: float) -> None:
-    await asyncio.sleep(max(0.0, moment - time.monotonic()))
+    return await asyncio.wait_for(run(), PATIENCE)
 
 
 async def check_states(make_buffer: MakeBuffer) -> None:
-    """UNKNOWN -> RUNNING (not expiring while running) -> DONE -> EXPIRED -> UNKNOWN."""
-    ttl = 0.3
+    """UNKNOWN -> RUNNING (not expiring while running) -> DONE -> EXPIRED -> UNKNOWN.
+
+    The states after the end are observed by polling. Time bounds them only from below (no
+    state before its ttl ran out), which a loaded machine cannot break: it observes later,
+    never earlier. A state may go unobserved only when the polls left a gap longer than its
+    window (the ttl), which only a stalled machine does.
+    """
+    ttl = 0.5
     buffer = make_buffer(ttl=ttl)
     assert await buffer.state("job-a") is JobState.UNKNOWN
     await buffer.open("job-a")
     assert await buffer.state("job-a") is JobState.RUNNING
     await buffer.append("job-a", item(1))
-    await asyncio.sleep(ttl * 1.5)  # longer than ttl: a running job must not expire
+    await asyncio.sleep(ttl * 1.5)  # at least this long: a running job must not expire
     assert await buffer.state("job-a") is JobState.RUNNING
+    done_from = time.monotonic()  # the job is done at this moment or later
     await buffer.append("job-a", complete(2))
-    done_at = time.monotonic()
-    assert await buffer.state("job-a") is JobState.DONE
-    assert await collect(buffer.follow("job-a", 0)) == [item(1), complete(2)]
-    await sleep_until(done_at + ttl * 1.5)
-    assert await buffer.state("job-a") is JobState.EXPIRED
-    assert await collect(buffer.follow("job-a", 0)) == []
-    await sleep_until(done_at + ttl * 3.2)
-    assert await buffer.state("job-a") is JobState.UNKNOWN
+
+    observed: list[tuple[float, JobState]] = []  # (when the state was read, the state)
+    replays: dict[JobState, tuple[float, list[Frame]]] = {}  # the first replay in each state
+
+    async def forgotten() -> bool:
+        state = await buffer.state("job-a")
+        observed.append((time.monotonic(), state))
+        if state not in replays:
+            frames = await collect(buffer.follow("job-a", 0))
+            replays[state] = (time.monotonic(), frames)
+        return state is JobState.UNKNOWN
+
+    await wait_until_async(forgotten, "job-a to go from DONE through EXPIRED to UNKNOWN")
+
+    order = [JobState.DONE, JobState.EXPIRED, JobState.UNKNOWN]
+    states = [state for _, state in observed]
+    assert set(states) <= set(order), states
+    assert states == sorted(states, key=order.index), f"a state came back: {states}"
+    for read_at, state in observed:
+        if state is JobState.EXPIRED:
+            assert read_at >= done_from + ttl, "expired before its ttl ran out"
+        if state is JobState.UNKNOWN:
+            assert read_at >= done_from + 2 * ttl, "forgotten before twice its ttl ran out"
+    reads = [done_from, *(read_at for read_at, _ in observed)]
+    if max(later - earlier for earlier, later in itertools.pairwise(reads)) < ttl:
+        assert list(dict.fromkeys(states)) == order, states
+    if JobState.DONE in replays:
+        replayed_at, frames = replays[JobState.DONE]
+        full = [item(1), complete(2)]
+        assert frames == full or (frames == [] and replayed_at >= done_from + ttl), frames
+    if JobState.EXPIRED in replays:
+        assert replays[JobState.EXPIRED][1] == []
     assert await buffer.state("job-b") is JobState.UNKNOWN
 
 
@@ -165,39 +216,47 @@ async def check_follow_live(make_buffer: MakeBuffer) -> None:
     buffer = make_buffer()
     await buffer.open("job")
     seen: list[Frame] = []
-
-    async def read() -> None:
-        async for frame in buffer.follow("job", 0):
-            seen.append(frame)
-
-    reader = asyncio.ensure_future(read())
-    await asyncio.sleep(0.05)
+    reader = asyncio.ensure_future(read_into(buffer.follow("job", 0), seen))
+    await settle()  # the reader starts, finds nothing and waits: all before the first frame
     assert seen == []
     for n in range(1, 4):
         await buffer.append("job", item(n))
-        await wait_until(lambda n=n: len(seen) == n, f"frame {n}")
+        await wait_until_async(lambda n=n: len(seen) == n, f"the reader to get frame {n}")
         assert not reader.done()
     await buffer.append("job", complete(4))
-    await asyncio.wait_for(reader, WAIT)
+    await asyncio.wait_for(reader, PATIENCE)
     assert seen == [item(1), item(2), item(3), complete(4)]
 
 
 async def check_concurrent_readers(make_buffer: MakeBuffer) -> None:
-    """Several readers of one job, started before and during the job, all get their frames."""
+    """Several readers of one job, started before and during the job, each get every frame
+    after their id, live (each frame reaches every reader before the next one is written)."""
     buffer = make_buffer()
     await buffer.open("job")
-    early = [asyncio.ensure_future(collect(buffer.follow("job", after))) for after in (0, 0, 1)]
-    await asyncio.sleep(0.05)
-    late: list[asyncio.Future[list[Frame]]] = []
+    readers: list[tuple[int, list[Frame], asyncio.Future[None]]] = []
+
+    def follow(after: int) -> None:
+        seen: list[Frame] = []
+        readers.append(
+            (after, seen, asyncio.ensure_future(read_into(buffer.follow("job", after), seen)))
+        )
+
+    for after in (0, 0, 1):
+        follow(after)
     for n in range(1, 6):
         await buffer.append("job", item(n))
         if n == 3:
-            late.append(asyncio.ensure_future(collect(buffer.follow("job", 2))))
-        await asyncio.sleep(0.01)
+            follow(2)
+        await wait_until_async(
+            lambda n=n: all(len(seen) == max(0, n - after) for after, seen, _ in readers),
+            f"every reader to get frame {n}",
+        )
     await buffer.append("job", complete(6))
+    await asyncio.wait_for(asyncio.gather(*(task for _, _, task in readers)), PATIENCE)
     everything = [*map(item, range(1, 6)), complete(6)]
-    results = await asyncio.gather(*early, *late)
-    assert results == [everything, everything, everything[1:], everything[2:]]
+    assert [seen for _, seen, _ in readers] == [
+        everything, everything, everything[1:], everything[2:],
+    ]  # fmt: skip
 
 
 async def check_replay_gap(make_buffer: MakeBuffer) -> None:
@@ -295,7 +354,7 @@ async def test_entry_ids_are_frame_ids(client: redis.asyncio.Redis, prefix: str)
     for n in range(1, 3):
         await buffer.append("job", item(n))
     await buffer.append("job", complete(3))
-    entries = await client.xrange(f"{prefix}job")
+    entries: Any = await client.xrange(f"{prefix}job")
     assert [entry_id for entry_id, _ in entries] == [b"1-0", b"2-0", b"3-0"]
     assert entries[0][1] == {b"event": b"progress", b"data": b'{"n": 1}'}
     assert await client.get(f"{prefix}job:state") == b"done"
@@ -311,9 +370,12 @@ async def test_ttls_while_running_and_after_the_end(
     await buffer.append("job", item(1))
     assert await client.pttl(stream) > 3_000_000
     assert await client.pttl(state) > 3_000_000
+    before = time.monotonic()
     await buffer.append("job", complete(2))
-    assert 29_000 < await client.pttl(stream) <= 30_000
-    assert 59_000 < await client.pttl(state) <= 60_000
+    stream_ttl, state_ttl = await client.pttl(stream), await client.pttl(state)
+    since = (time.monotonic() - before) * 1000 + 2  # ms the TTLs may have run down, rounding
+    assert 30_000 - since <= stream_ttl <= 30_000
+    assert 60_000 - since <= state_ttl <= 60_000
     # Expire the frames by hand: the state key is the tombstone.
     await client.delete(stream)
     assert await buffer.state("job") is JobState.EXPIRED
@@ -327,7 +389,8 @@ async def test_gap_boundary_is_the_oldest_kept_entry(
     for n in range(1, 400):
         await buffer.append("job", item(n))
     await buffer.append("job", complete(400))
-    [(oldest_id, _)] = await client.xrange(f"{prefix}job", count=1)
+    first: Any = await client.xrange(f"{prefix}job", count=1)
+    [(oldest_id, _)] = first
     oldest = int(oldest_id.split(b"-")[0])
     assert 1 < oldest <= 391  # MAXLEN ~ dropped whole nodes and kept at least 10 frames
     kept = await collect(buffer.follow("job", oldest - 1))
@@ -351,64 +414,75 @@ async def test_reader_falling_behind_the_trimming_gets_a_gap(
         await collect(reader)
 
 
-async def test_follow_across_buffer_instances(client: redis.asyncio.Redis, prefix: str) -> None:
+async def test_follow_across_buffer_instances(prefix: str) -> None:
     """Writer and reader share nothing but Redis and the prefix (as two processes would)."""
+    reader_client = CountingRedis.connect()
     writer = RedisReplayBuffer(url=REDIS_URL, prefix=prefix)
-    reader = RedisReplayBuffer(url=REDIS_URL, prefix=prefix, block_ms=200)
+    reader = RedisReplayBuffer(reader_client, prefix=prefix, block_ms=200)
     try:
         await writer.open("job")
         assert await reader.state("job") is JobState.RUNNING
         seen: list[Frame] = []
-
-        async def read() -> None:
-            async for frame in reader.follow("job", 0):
-                seen.append(frame)
-
-        task = asyncio.ensure_future(read())
-        await asyncio.sleep(0.3)  # longer than block_ms: the reader loops while it waits
+        task = asyncio.ensure_future(read_into(reader.follow("job", 0), seen))
+        await wait_until_async(
+            lambda: len(reader_client.xreads) >= 2,
+            "the reader to wait in XREAD a second time (it loops while the job is silent)",
+        )
         for n in range(1, 4):
             await writer.append("job", item(n))
-            await wait_until(lambda n=n: len(seen) == n, f"frame {n}")
+            await wait_until_async(lambda n=n: len(seen) == n, f"the reader to get frame {n}")
         await writer.append("job", complete(4))
-        await asyncio.wait_for(task, WAIT)
+        await asyncio.wait_for(task, PATIENCE)
         assert seen == [item(1), item(2), item(3), complete(4)]
         assert await reader.state("job") is JobState.DONE
     finally:
         await writer.aclose()
-        await reader.aclose()
+        await reader_client.aclose()
 
 
-async def _xread_calls(client: redis.asyncio.Redis) -> int:
-    stats = await client.info("commandstats")
-    return int(stats.get("cmdstat_xread", {}).get("calls", 0))
-
-
-async def test_follow_waits_without_busy_looping(client: redis.asyncio.Redis, prefix: str) -> None:
-    buffer = RedisReplayBuffer(client, prefix=prefix, block_ms=200)
-    await buffer.open("job")
-    await buffer.append("job", item(1))
-    before = await _xread_calls(client)
-    reader = asyncio.ensure_future(collect(buffer.follow("job", 1)))
-    await asyncio.sleep(1.0)
-    calls = await _xread_calls(client) - before
-    assert not reader.done()
-    assert 2 <= calls <= 15, calls  # about one XREAD per block_ms
-    await buffer.append("job", complete(2))
-    assert await reader == [complete(2)]
+async def test_follow_waits_without_busy_looping(prefix: str) -> None:
+    counting = CountingRedis.connect()
+    block = 0.2
+    buffer = RedisReplayBuffer(counting, prefix=prefix, block_ms=int(block * 1000))
+    try:
+        await buffer.open("job")
+        await buffer.append("job", item(1))
+        reader = asyncio.ensure_future(collect(buffer.follow("job", 1)))
+        await wait_until_async(
+            lambda: len(counting.xreads) >= 4, "the follower to wait in XREAD four times"
+        )
+        assert not reader.done()
+        # Each XREAD BLOCK holds for block_ms (or longer on a busy machine, never shorter); a
+        # follower that busy-looped would make these four calls within milliseconds.
+        first, fourth = counting.xreads[0], counting.xreads[3]
+        assert fourth - first >= 3 * block / 2, counting.xreads
+        await buffer.append("job", complete(2))
+        assert await reader == [complete(2)]
+    finally:
+        await counting.aclose()
 
 
 async def test_follower_stops_when_the_job_keys_vanish(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:
     """A running job whose writer died expires after running_ttl; followers then stop."""
-    buffer = RedisReplayBuffer(client, prefix=prefix, block_ms=100)
-    await buffer.open("job")
-    await buffer.append("job", item(1))
-    reader = asyncio.ensure_future(collect(buffer.follow("job", 0)))
-    await asyncio.sleep(0.2)
-    await client.delete(f"{prefix}job", f"{prefix}job:state")  # what the expiry does
-    assert await reader == [item(1)]
-    assert await buffer.state("job") is JobState.UNKNOWN
+    counting = CountingRedis.connect()
+    buffer = RedisReplayBuffer(counting, prefix=prefix, block_ms=100)
+    try:
+        await buffer.open("job")
+        await buffer.append("job", item(1))
+        seen: list[Frame] = []
+        reader = asyncio.ensure_future(read_into(buffer.follow("job", 0), seen))
+        await wait_until_async(
+            lambda: seen == [item(1)] and counting.xreads,
+            "the follower to read frame 1 and wait in XREAD for more",
+        )
+        await client.delete(f"{prefix}job", f"{prefix}job:state")  # what the expiry does
+        await asyncio.wait_for(reader, PATIENCE)
+        assert seen == [item(1)]
+        assert await buffer.state("job") is JobState.UNKNOWN
+    finally:
+        await counting.aclose()
 
 
 async def test_decoded_responses_client(prefix: str) -> None:
@@ -476,10 +550,11 @@ async def test_aclose_closes_only_a_client_it_created(
     await owned.state("job")
     assert await _connections_named(client, name) == 1
     await owned.aclose()
-    deadline = time.monotonic() + WAIT
-    while await _connections_named(client, name):
-        assert time.monotonic() < deadline, "the buffer's own connection stayed open"
-        await asyncio.sleep(0.01)
+
+    async def closed() -> bool:
+        return await _connections_named(client, name) == 0
+
+    await wait_until_async(closed, f"the buffer's own connection ({name}) to close")
 
 
 async def test_created_client_outlasts_a_blocking_read(prefix: str) -> None:
@@ -492,12 +567,16 @@ async def test_created_client_outlasts_a_blocking_read(prefix: str) -> None:
 
 
 async def test_short_socket_timeout_of_a_given_client_is_tolerated(prefix: str) -> None:
-    impatient = redis.asyncio.Redis.from_url(REDIS_URL, socket_timeout=0.2)
+    impatient = CountingRedis.connect(socket_timeout=0.2)
     buffer = RedisReplayBuffer(impatient, prefix=prefix, block_ms=1_000)
     try:
         await buffer.open("job")
         reader = asyncio.ensure_future(collect(buffer.follow("job", 0)))
-        await asyncio.sleep(0.7)  # several read timeouts while XREAD blocks
+        # Each XREAD BLOCK 1 s is cut by the 0.2 s socket timeout; the follower waits again.
+        await wait_until_async(
+            lambda: len(impatient.xreads) >= 3,
+            "the follower to wait in XREAD again after two socket timeouts",
+        )
         assert not reader.done()
         await buffer.append("job", complete(1))
         assert await reader == [complete(1)]
@@ -536,7 +615,7 @@ def test_bad_settings_are_refused() -> None:
 
 class Count(cqrs.Request):
     n: int
-    delay: float = 0.05
+    hold_at: int | None = None
 
 
 class Counted(cqrs.Response):
@@ -544,7 +623,10 @@ class Counted(cqrs.Response):
 
 
 class CountHandler(cqrs.StreamingRequestHandler[Count, Counted]):
+    """Counts its runs; with ``hold_at=i`` it stops before item ``i`` until ``release`` is set."""
+
     runs = 0
+    release: asyncio.Event | None = None
 
     def clear_events(self) -> None:
         pass
@@ -552,7 +634,8 @@ class CountHandler(cqrs.StreamingRequestHandler[Count, Counted]):
     async def handle(self, request: Count) -> AsyncIterator[Counted]:
         CountHandler.runs += 1
         for i in range(request.n):
-            await asyncio.sleep(request.delay)
+            if request.hold_at == i and CountHandler.release is not None:
+                await CountHandler.release.wait()
             yield Counted(i=i)
 
 
@@ -565,14 +648,21 @@ def _count_mediator() -> cqrs.StreamingRequestMediator:
 
 async def test_stream_jobs_resume_from_a_second_instance(prefix: str) -> None:
     CountHandler.runs = 0
+    release = CountHandler.release = asyncio.Event()
     async with (
         StreamJobs(_count_mediator(), buffer=RedisReplayBuffer(prefix=prefix)) as first,
         StreamJobs(_count_mediator(), buffer=RedisReplayBuffer(prefix=prefix)) as second,
     ):
-        job_id = await first.start(Count(n=6))
-        assert await second.state(job_id) is JobState.RUNNING
+        job_id = await first.start(Count(n=6, hold_at=3))  # frames 1-3 (items 0-2), then held
+        resumed: list[Frame] = []
+        reader = asyncio.ensure_future(read_into(await second.frames(job_id, after=2), resumed))
+        await wait_until_async(
+            lambda: len(resumed) == 1, "the second instance to replay frame 3 of the held job"
+        )
+        assert await second.state(job_id) is JobState.RUNNING  # held: it cannot have ended
         assert second.running == 0
-        resumed = await collect(await second.frames(job_id, after=2))
+        release.set()
+        await asyncio.wait_for(reader, PATIENCE)
         assert [frame.id for frame in resumed] == [3, 4, 5, 6, 7]
         assert [frame.event for frame in resumed] == ["progress"] * 4 + ["complete"]
         assert [json.loads(frame.data)["i"] for frame in resumed[:-1]] == [2, 3, 4, 5]
@@ -608,22 +698,38 @@ def uvicorn_process(
     finally:
         process.terminate()
         try:
-            process.wait(WAIT)
+            process.wait(PATIENCE)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait(WAIT)
+            process.wait(PATIENCE)
 
 
 def wait_ready(http: httpx.Client, base: str, process: subprocess.Popen[bytes], log: Path) -> int:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
+    """Wait until the uvicorn process at ``base`` answers ``GET /health``; return its pid."""
+
+    def health() -> int:
         if process.poll() is not None:
-            raise AssertionError(f"uvicorn exited:\n{log.read_text()}")
-        try:
-            return int(http.get(f"{base}/health", timeout=1.0).json()["pid"])
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise AssertionError(f"uvicorn did not answer within {WAIT}s:\n{log.read_text()}")
+            raise AssertionError(
+                f"uvicorn at {base} exited with code {process.returncode}:\n{log.read_text()}"
+            )
+        # The listening socket exists from the start: this request waits in its backlog
+        # until uvicorn accepts it.
+        return int(http.get(f"{base}/health", timeout=10.0).json()["pid"])
+
+    return wait_until(
+        health,
+        f"uvicorn serving redis_jobs_app at {base} to answer GET /health",
+        retry_on=(httpx.HTTPError,),
+        details=lambda: f"its log so far:\n{log.read_text()}",
+    )
+
+
+def follower_waits(store: redis.Redis, client_name: str) -> bool:
+    """True while a connection named ``client_name`` is blocked in ``XREAD``."""
+    return any(
+        entry.get("name") == client_name and entry.get("cmd") == "xread" and "b" in entry["flags"]
+        for entry in store.client_list()
+    )
 
 
 def sse_events(lines: Iterable[str]) -> Iterator[dict[str, str]]:
@@ -642,49 +748,58 @@ def sse_events(lines: Iterable[str]) -> Iterator[dict[str, str]]:
 
 
 def test_two_uvicorn_processes_serve_one_job(redis_up: None, tmp_path: Path) -> None:
+    """Process A runs the job; process B, joining while A holds the job at item 2, follows it
+    live from Redis to the end; every item ran once, in A."""
     unique = f"cqrs:test:{uuid.uuid4().hex}:"
-    env = {**os.environ, "CQRS_REDIS_JOBS_PREFIX": unique}
-    store = redis.Redis.from_url(REDIS_URL)
-    n = 8
+    names = f"cqrs-test-{uuid.uuid4().hex}-"  # the replay buffer's connections: {names}{pid}
+    env = {**os.environ, "CQRS_REDIS_JOBS_PREFIX": unique, "CQRS_REDIS_JOBS_CLIENT_NAME": names}
+    store = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    n, hold_at = 8, 2
     try:
         with (
             uvicorn_process(env, tmp_path / "a.log") as (base_a, process_a),
             uvicorn_process(env, tmp_path / "b.log") as (base_b, process_b),
-            httpx.Client(timeout=WAIT) as http,
+            httpx.Client(timeout=PATIENCE) as http,
         ):
             pid_a = wait_ready(http, base_a, process_a, tmp_path / "a.log")
             pid_b = wait_ready(http, base_b, process_b, tmp_path / "b.log")
             assert pid_a != pid_b
 
-            started = http.post(f"{base_a}/jobs/count", json={"n": n, "delay": 0.2})
+            started = http.post(f"{base_a}/jobs/count", json={"n": n, "hold_at": hold_at})
             assert started.status_code == 202, started.text
             job_id = started.json()["job_id"]
             stream_key = f"{unique}{job_id}"
-            deadline = time.monotonic() + WAIT
-            while store.xlen(stream_key) < 2:
-                assert time.monotonic() < deadline, "process A did not produce 2 frames"
-                time.sleep(0.02)
-            assert store.get(f"{stream_key}:state") == b"running"  # B joins a live job
+            wait_until(
+                lambda: store.xlen(stream_key) == hold_at,
+                f"process A to store frames 1-{hold_at} of job {job_id} and hold",
+            )
+            assert store.get(f"{stream_key}:state") == "running"  # held: B joins a live job
 
             events: list[dict[str, str]] = []
             with http.stream(
-                "GET", f"{base_b}/jobs/{job_id}/events", headers={"Last-Event-ID": "2"}
+                "GET", f"{base_b}/jobs/{job_id}/events", headers={"Last-Event-ID": str(hold_at)}
             ) as response:
                 assert response.status_code == 200
                 assert response.headers["content-type"].startswith("text/event-stream")
+                wait_until(
+                    lambda: follower_waits(store, f"{names}{pid_b}"),
+                    f"process B to follow job {job_id}, waiting in XREAD for frame {hold_at + 1}",
+                )
+                store.rpush(f"{unique}release", "go")
                 for event in sse_events(response.iter_lines()):
                     events.append(event)
                     if event.get("event") == "complete":
                         break
-                    assert time.monotonic() < deadline + WAIT, "the stream did not end"
 
-            assert [int(event["id"]) for event in events] == list(range(3, n + 2))
-            assert [event["event"] for event in events] == ["progress"] * (n - 2) + ["complete"]
+            assert [int(event["id"]) for event in events] == list(range(hold_at + 1, n + 2))
+            assert [event["event"] for event in events] == ["progress"] * (n - hold_at) + [
+                "complete"
+            ]
             items = [json.loads(event["data"]) for event in events[:-1]]
-            assert items == [{"i": i} for i in range(2, n)]
+            assert items == [{"i": i} for i in range(hold_at, n)]
             assert json.loads(events[-1]["data"]) == {"type": "complete", "items": n}
 
-            processed = [value.decode() for value in store.lrange(f"{unique}processed", 0, -1)]
+            processed = store.lrange(f"{unique}processed", 0, -1)
             assert processed == [f"{pid_a}:{i}" for i in range(n)]  # each item once, in A
             gone = http.get(f"{base_b}/jobs/unknown-job/events")
             assert gone.status_code == 404

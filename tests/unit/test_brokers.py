@@ -9,6 +9,7 @@ import pytest
 
 from cqrs.message_brokers import Message
 from cqrs.testing import CallbackMessageBroker, InMemoryMessageBroker
+from tests.support import PATIENCE
 
 
 def message(topic: str = "t", name: str = "N") -> Message:
@@ -37,12 +38,11 @@ async def test_wait_for_wakes_when_enough_messages_arrived() -> None:
     broker = InMemoryMessageBroker()
 
     async def publish_later() -> None:
-        await asyncio.sleep(0.01)
         await broker.send_message(message())
         await broker.send_message(message())
 
-    task = asyncio.create_task(publish_later())
-    async with asyncio.timeout(2):
+    task = asyncio.create_task(publish_later())  # first runs after wait_for is waiting
+    async with asyncio.timeout(PATIENCE):
         assert len(await broker.wait_for(2)) == 2
     await task
 

@@ -20,6 +20,9 @@ import pytest
 
 from cqrs._internal._optional import require
 from cqrs._internal.errors import MissingExtraError
+from tests.support import LONG_TEST_TIMEOUT, PATIENCE
+
+pytestmark = pytest.mark.timeout(LONG_TEST_TIMEOUT)  # subprocesses wait PATIENCE
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = ROOT / "src" / "cqrs"
@@ -105,6 +108,7 @@ import sys
 for name in {hidden!r}:
     sys.modules[name] = None
 from cqrs.errors import MissingExtraError
+
 try:
 {action}
 except MissingExtraError as error:
@@ -122,7 +126,7 @@ def _probe(hidden: list[str], action: str) -> str:
         [sys.executable, "-W", "error", "-c", code],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=PATIENCE,
         cwd=ROOT,
         check=False,
     )
@@ -390,7 +394,7 @@ class Sandbox:
             capture_output=True,
             text=True,
             env=env,
-            timeout=60,
+            timeout=PATIENCE,
             check=False,
         )
         assert done.returncode == 0, done.stderr
