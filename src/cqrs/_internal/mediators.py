@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar, cast
 
 from cqrs._internal.di.scope import (
@@ -27,8 +27,8 @@ from cqrs._internal.events.processor import EventProcessor
 from cqrs._internal.events.publishers import EventPublisher
 from cqrs._internal.messages.events import IEvent
 from cqrs._internal.messages.requests import IRequest
-from cqrs._internal.pipeline.gate import middleware_gate
-from cqrs._internal.pipeline.middleware import HandleType, Middleware, MiddlewareChain, fold
+from cqrs._internal.pipeline.gate import gated_call, middleware_gate
+from cqrs._internal.pipeline.middleware import Middleware, MiddlewareChain, fold
 from cqrs._internal.registry import EventMap, RequestMap, describe_types
 from cqrs._internal.settings import Settings, StreamEvents, StreamEventsName, parse_stream_events
 from cqrs._internal.streaming import RequestStream
@@ -84,6 +84,7 @@ class _Base:
         self._scope_strategy = settings.scope_strategy
         self._middlewares = _middlewares_of(middleware_chain)
         self._gate = middleware_gate(self._middlewares)
+        self._invoke = gated_call(self._middlewares)
         self._invokers: dict[type[Any], RequestInvoker] = {}
         self._processor = EventProcessor(event_map, event_emitter, settings=settings)
         emitter_strategy = getattr(event_emitter, "scope_strategy", self._scope_strategy)
@@ -124,13 +125,6 @@ class _Base:
         """The middlewares that take part in this call (see ``Middleware.enabled``)."""
         gate = self._gate
         return () if gate is None else gate()
-
-    def _invoke(self, handle: HandleType, request: object) -> Awaitable[Any]:
-        """``handle(request)`` through the active middlewares; a plain function, so the hot
-        path pays for no extra coroutine."""
-        gate = self._gate
-        middlewares = () if gate is None else gate()
-        return fold(middlewares, handle)(request) if middlewares else handle(request)
 
 
 def _not_bound(request: object, request_map: RequestMap) -> Exception:
@@ -348,7 +342,7 @@ class EventMediator:
         self._event_map = event_map
         self._container = wrap_container(container)
         self._middlewares = _middlewares_of(middleware_chain)
-        self._gate = middleware_gate(self._middlewares)
+        self._call = gated_call(self._middlewares)
         self._scope_strategy = settings.scope_strategy
         self._dispatcher = EventDispatcher(
             event_map,
@@ -374,8 +368,3 @@ class EventMediator:
                 await self._dispatcher.dispatch(event, scoped, self._call)
         else:
             await self._dispatcher.dispatch(event, self._container, self._call)
-
-    def _call(self, handle: HandleType, event: object) -> Awaitable[Any]:
-        gate = self._gate
-        middlewares = () if gate is None else gate()
-        return fold(middlewares, handle)(event) if middlewares else handle(event)

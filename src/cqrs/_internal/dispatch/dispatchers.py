@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from cqrs._internal.di.scope import ScopeStrategy, wrap_container
@@ -23,7 +23,8 @@ from cqrs._internal.dispatch.invokers import (
 )
 from cqrs._internal.errors import ConfigurationError, RequestHandlerDoesNotExist
 from cqrs._internal.messages.events import IEvent
-from cqrs._internal.pipeline.middleware import HandleType, MiddlewareChain, active, fold
+from cqrs._internal.pipeline.gate import gated_call
+from cqrs._internal.pipeline.middleware import MiddlewareChain
 from cqrs._internal.registry import EventMap, RequestMap, describe_types
 
 __all__ = [
@@ -55,7 +56,7 @@ class _Dispatcher:
     ) -> None:
         self._request_map = request_map
         self._container = wrap_container(container)
-        self._middlewares = middleware_chain.middlewares if middleware_chain is not None else ()
+        self._call = gated_call(middleware_chain.middlewares if middleware_chain else ())
         self._scope_strategy = ScopeStrategy(scope_strategy)
         self._invokers: dict[type[Any], RequestInvoker] = {}
 
@@ -72,10 +73,6 @@ class _Dispatcher:
             invoker = compile_request(binding, self._container, self._scope_strategy)
             self._invokers[request_type] = invoker
         return invoker
-
-    def _call(self, handle: HandleType, message: Any) -> Awaitable[Any]:
-        middlewares = active(self._middlewares)
-        return fold(middlewares, handle)(message) if middlewares else handle(message)
 
 
 class RequestDispatcher(_Dispatcher):
@@ -133,7 +130,7 @@ class EventDispatcher:
         middleware_chain: MiddlewareChain | None = None,
         scope_strategy: ScopeStrategy = ScopeStrategy.NONE,
     ) -> None:
-        self._middlewares = middleware_chain.middlewares if middleware_chain is not None else ()
+        self._call = gated_call(middleware_chain.middlewares if middleware_chain else ())
         self._engine = _EventEngine(
             event_map, wrap_container(container), ScopeStrategy(scope_strategy)
         )
@@ -141,7 +138,3 @@ class EventDispatcher:
     async def dispatch(self, event: IEvent) -> None:
         """Handle ``event`` and its follow-ups."""
         await self._engine.dispatch(event, None, self._call)
-
-    def _call(self, handle: HandleType, message: Any) -> Awaitable[Any]:
-        middlewares = active(self._middlewares)
-        return fold(middlewares, handle)(message) if middlewares else handle(message)

@@ -10,13 +10,14 @@ for the stock logging middleware, the general property walk otherwise.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from cqrs._internal.pipeline.logging import LoggingMiddleware
 from cqrs._internal.pipeline.logging import logger as logging_logger
-from cqrs._internal.pipeline.middleware import Middleware, active, switchable
+from cqrs._internal.pipeline.middleware import HandleType, Middleware, active, fold, switchable
 
-__all__ = ["Gate", "middleware_gate"]
+__all__ = ["Gate", "gated_call", "middleware_gate"]
 
 Gate = Callable[[], Sequence[Middleware]]
 """Returns the middlewares active for this call, outermost first."""
@@ -38,3 +39,21 @@ def middleware_gate(middlewares: Sequence[Middleware]) -> Gate | None:
         debug = logging.DEBUG
         return lambda: chain if debug_on(debug) else without_logging
     return lambda: active(chain)
+
+
+def gated_call(middlewares: Sequence[Middleware]) -> Callable[[HandleType, Any], Awaitable[Any]]:
+    """``call(handle, message)``: ``handle(message)`` through the middlewares active for this
+    call (see :func:`middleware_gate`), without a coroutine of its own."""
+    gate = middleware_gate(middlewares)
+    if gate is None:
+        return _plain_call
+
+    def call(handle: HandleType, message: Any) -> Awaitable[Any]:
+        now = gate()
+        return fold(now, handle)(message) if now else handle(message)
+
+    return call
+
+
+def _plain_call(handle: HandleType, message: Any) -> Awaitable[Any]:
+    return handle(message)
