@@ -340,3 +340,19 @@ async def test_the_event_mediator_sees_handlers_bound_after_its_first_event() ->
     event_map_holder[0].bind(A, AlsoOnA)
     await consumer.send(A(n=2))
     assert HANDLED == ["A1", "A2", "also A2"]
+
+
+async def test_building_other_maps_keeps_this_emitters_compiled_handlers() -> None:
+    # The seed's FastAPI pattern bootstraps per request: other mediators' binds must not make
+    # this one compile its handlers (and solve their DI graphs) again.
+    emitter = _emitter()
+    m = _request_mediator(emitter)
+    await m.send(Start(n=1))
+    compiled = emitter.targets_of(A)
+    for _ in range(3):
+        other = _emitter()
+        other.event_map.bind(A, AlsoOnA)
+        await _request_mediator(other).send(Start(n=1))
+    assert emitter.targets_of(A) is compiled
+    emitter.event_map.bind(A, AlsoOnA)
+    assert emitter.targets_of(A) is not compiled

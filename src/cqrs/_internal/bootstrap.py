@@ -52,6 +52,9 @@ __all__ = [
 
 Mapper = Callable[[Any], None]
 
+_LOGGING = LoggingMiddleware()
+"""The logging middleware bootstrap appends; it keeps no state, so every chain shares it."""
+
 
 def adapt_container(di_container: Any) -> Any:
     """Wrap a raw ``di.Container`` in :class:`DIContainer`; check anything else is a container.
@@ -79,18 +82,26 @@ def _di_adapter() -> type[Any]:
     return DIContainer
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_settings(**options: Any) -> Settings:
-    return Settings(**options)
+_SETTINGS_SEEN: dict[tuple[Any, ...], Settings] = {}
+_SETTINGS_KEPT = 64
 
 
 def settings_for(**options: Any) -> Settings:
     """``Settings(**options)``, the same object for the same options: the seed's FastAPI
-    pattern bootstraps on every request. Unhashable options are built afresh each time."""
+    pattern bootstraps on every request. Unhashable options are built afresh each time; at
+    most 64 distinct sets are kept."""
+    key = tuple(options.items())
     try:
-        return _cached_settings(**options)
-    except TypeError:
+        return _SETTINGS_SEEN[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable option
         return Settings(**options)
+    settings = Settings(**options)
+    if len(_SETTINGS_SEEN) >= _SETTINGS_KEPT:
+        _SETTINGS_SEEN.pop(next(iter(_SETTINGS_SEEN)))
+    _SETTINGS_SEEN[key] = settings
+    return settings
 
 
 def run_on_startup(on_startup: Iterable[Callable[[], object]] | None) -> None:
@@ -129,7 +140,7 @@ def build_middlewares(middlewares: Iterable[Middleware] | None) -> MiddlewareCha
     """The chain in the given order, with a LoggingMiddleware appended unless one is there."""
     items = list(middlewares or ())
     if not any(isinstance(m, LoggingMiddleware) for m in items):
-        items.append(LoggingMiddleware())
+        items.append(_LOGGING)
     chain = MiddlewareChain()
     chain.set(items)
     return chain

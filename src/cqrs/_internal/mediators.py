@@ -84,7 +84,7 @@ class _Base:
         self._scope_strategy = settings.scope_strategy
         self._middlewares = _middlewares_of(middleware_chain)
         self._gate = middleware_gate(self._middlewares)
-        self._invoke = gated_call(self._middlewares)
+        self._invoke = gated_call(self._gate)
         self._invokers: dict[type[Any], RequestInvoker] = {}
         self._processor = EventProcessor(event_map, event_emitter, settings=settings)
         emitter_strategy = getattr(event_emitter, "scope_strategy", self._scope_strategy)
@@ -342,7 +342,7 @@ class EventMediator:
         self._event_map = event_map
         self._container = wrap_container(container)
         self._middlewares = _middlewares_of(middleware_chain)
-        self._call = gated_call(self._middlewares)
+        self._call = gated_call(middleware_gate(self._middlewares))
         self._scope_strategy = settings.scope_strategy
         self._dispatcher = EventDispatcher(
             event_map,

@@ -29,7 +29,6 @@ from cqrs._internal.messages.events import IEvent
 from cqrs._internal.messages.requests import IRequest
 
 __all__ = [
-    "BINDINGS_VERSION",
     "BoundHandlers",
     "EventMap",
     "HandlerType",
@@ -335,14 +334,6 @@ def _duplicate_in(handlers: Iterable[Any], where: str, message_type: type[Any]) 
 
 # -- the handler lists --------------------------------------------------------------------
 
-BINDINGS_VERSION = [0]
-"""Bumped by every change to any map or handler list: a cache of compiled bindings (the
-emitter's, the event dispatcher's) is stale once ``BINDINGS_VERSION[0]`` moved on."""
-
-
-def _bindings_changed() -> None:
-    BINDINGS_VERSION[0] += 1
-
 
 class BoundHandlers(list[Any]):
     """The handler classes bound to one message type: a ``list`` that checks what it gets.
@@ -356,25 +347,40 @@ class BoundHandlers(list[Any]):
     on any list. A copy, a pickle and ``list(...)`` of it hold the same handlers.
     """
 
-    __slots__ = ("_kind", "_message_type")
+    __slots__ = ("_kind", "_message_type", "_owner")
 
     _kind: str
     _message_type: type[Any]
+    _owner: _GuardedDict[Any, Any] | None
 
     def __init__(self, message_type: type[Any], kind: str, handlers: Iterable[Any] = ()) -> None:
         super().__init__()
         self._message_type = message_type
         self._kind = kind
+        self._owner = None
         self.extend(handlers)
 
     @classmethod
-    def _checked(cls, message_type: type[Any], kind: str, handlers: list[Any]) -> BoundHandlers:
-        """A list of ``handlers`` that the caller has already checked."""
+    def _checked(
+        cls,
+        message_type: type[Any],
+        kind: str,
+        handlers: list[Any],
+        owner: _GuardedDict[Any, Any],
+    ) -> BoundHandlers:
+        """A list of ``handlers`` that the caller has already checked, held by ``owner``."""
         bound = cls.__new__(cls)
         bound._message_type = message_type
         bound._kind = kind
+        bound._owner = owner
         _list_extend(bound, handlers)
         return bound
+
+    def _changed(self) -> None:
+        """Count the change on the map that holds this list (compiled bindings go stale)."""
+        owner = self._owner
+        if owner is not None:
+            owner.changes += 1
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self._message_type, self._kind, list(self)))
@@ -396,7 +402,7 @@ class BoundHandlers(list[Any]):
         """Add ``handler`` at the end, after the checks of ``bind``."""
         self._admit("append", (handler,), [*self, handler])
         super().append(handler)
-        _bindings_changed()
+        self._changed()
 
     def insert(self, index: SupportsIndex, handler: Any, /) -> None:
         """Insert ``handler`` before ``index``, after the checks of ``bind``."""
@@ -404,14 +410,14 @@ class BoundHandlers(list[Any]):
         after.insert(index, handler)
         self._admit("insert", (handler,), after)
         super().insert(index, handler)
-        _bindings_changed()
+        self._changed()
 
     def extend(self, handlers: Iterable[Any], /) -> None:
         """Add every handler of ``handlers`` at the end, after checking them all."""
         new = list(handlers)
         self._admit("extend", new, [*self, *new])
         super().extend(new)
-        _bindings_changed()
+        self._changed()
 
     def __iadd__(self, handlers: Iterable[Any], /) -> Self:  # type: ignore[override]
         self.extend(handlers)
@@ -421,7 +427,7 @@ class BoundHandlers(list[Any]):
         if self._kind == _EVENT and len(self) > 0 and operator.index(factor) > 1:
             _duplicate_in([*self, *self], self._where("__imul__"), self._message_type)
         result = super().__imul__(factor)
-        _bindings_changed()
+        self._changed()
         return result
 
     @overload
@@ -439,37 +445,37 @@ class BoundHandlers(list[Any]):
             after[index] = value
             self._admit("__setitem__", (value,), after)
             super().__setitem__(index, value)
-        _bindings_changed()
+        self._changed()
 
     def __delitem__(self, index: SupportsIndex | slice, /) -> None:
         super().__delitem__(index)
-        _bindings_changed()
+        self._changed()
 
     def remove(self, handler: Any, /) -> None:
         """Remove the first occurrence of ``handler``."""
         super().remove(handler)
-        _bindings_changed()
+        self._changed()
 
     def pop(self, index: SupportsIndex = -1, /) -> Any:
         """Remove and return the handler at ``index``."""
         handler = super().pop(index)
-        _bindings_changed()
+        self._changed()
         return handler
 
     def clear(self) -> None:
         """Remove every handler."""
         super().clear()
-        _bindings_changed()
+        self._changed()
 
     def reverse(self) -> None:
         """Reverse the order the handlers run in."""
         super().reverse()
-        _bindings_changed()
+        self._changed()
 
     def sort(self, *, key: Any = None, reverse: bool = False) -> None:
         """Sort the handlers (``key`` is required: classes do not compare)."""
         super().sort(key=key, reverse=reverse)
-        _bindings_changed()
+        self._changed()
 
 
 # -- the maps -----------------------------------------------------------------------------
@@ -477,6 +483,10 @@ class BoundHandlers(list[Any]):
 
 class _GuardedDict(dict[_K, _V]):
     """A dict whose entries can only be added through validated binding."""
+
+    changes: int = 0
+    """How many times the bindings changed (a bind, or a change to a handler list): what was
+    compiled from the map while it had another count is stale."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # pyright: ignore[reportMissingSuperCall]
         if args or kwargs:
@@ -565,10 +575,9 @@ class RequestMap(_GuardedDict[type[Any], Any]):
                 _raise(verdict, _where_request(request_type))
         super().__setitem__(request_type, handler)
         self.__dict__.pop("_lookup_cache", None)
-        _bindings_changed()
+        self.changes += 1
 
-    @staticmethod
-    def _chain(request_type: type[Any], handlers: list[Any]) -> BoundHandlers:
+    def _chain(self, request_type: type[Any], handlers: list[Any]) -> BoundHandlers:
         if not handlers:
             raise ConfigurationError(
                 f"{_where_request(request_type)}: a chain binding needs at least one handler class."
@@ -577,7 +586,7 @@ class RequestMap(_GuardedDict[type[Any], Any]):
             verdict = binding_verdict(_LINK, request_type, link)
             if verdict is not None:
                 _raise(verdict, _where_request(request_type))
-        return BoundHandlers._checked(request_type, _LINK, list(handlers))  # pyright: ignore[reportPrivateUsage]
+        return BoundHandlers._checked(request_type, _LINK, list(handlers), self)  # pyright: ignore[reportPrivateUsage]
 
     def handler_for(self, request_type: type[Any]) -> Any | None:
         """Return the binding for ``request_type`` or its nearest bound base class, or None."""
@@ -617,9 +626,9 @@ class EventMap(_GuardedDict[type[Any], list[Any]]):
             _raise(verdict, f"EventMap.bind({_name(event_type)}, ...)")
         handlers = self.get(event_type)
         if handlers is None:
-            bound = BoundHandlers._checked(event_type, _EVENT, [handler])  # pyright: ignore[reportPrivateUsage]
+            bound = BoundHandlers._checked(event_type, _EVENT, [handler], self)  # pyright: ignore[reportPrivateUsage]
             super().__setitem__(event_type, bound)
-            _bindings_changed()
+            self.changes += 1
             return
         if handler in handlers:
             raise DuplicateBindingError(
@@ -627,7 +636,7 @@ class EventMap(_GuardedDict[type[Any], list[Any]]):
                 "remove the second bind() call."
             )
         _list_append(handlers, handler)
-        _bindings_changed()
+        self.changes += 1
 
     def __setitem__(self, event_type: type[Any], handlers: list[Any]) -> None:
         if not isinstance(event_type, type):  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -648,6 +657,6 @@ class EventMap(_GuardedDict[type[Any], list[Any]]):
             if verdict is not None:
                 _raise(verdict, where)
         _duplicate_in(items, where, event_type)
-        bound = BoundHandlers._checked(event_type, _EVENT, items)  # pyright: ignore[reportPrivateUsage]
+        bound = BoundHandlers._checked(event_type, _EVENT, items, self)  # pyright: ignore[reportPrivateUsage]
         super().__setitem__(event_type, bound)
-        _bindings_changed()
+        self.changes += 1

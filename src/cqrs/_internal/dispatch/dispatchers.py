@@ -23,7 +23,7 @@ from cqrs._internal.dispatch.invokers import (
 )
 from cqrs._internal.errors import ConfigurationError, RequestHandlerDoesNotExist
 from cqrs._internal.messages.events import IEvent
-from cqrs._internal.pipeline.gate import gated_call
+from cqrs._internal.pipeline.gate import gated_call, middleware_gate
 from cqrs._internal.pipeline.middleware import MiddlewareChain
 from cqrs._internal.registry import EventMap, RequestMap, describe_types
 
@@ -46,6 +46,11 @@ class RequestDispatchResult(Generic[ResponseT]):
     events: Sequence[IEvent] = dataclasses.field(default_factory=list[IEvent])
 
 
+def _call_through(chain: MiddlewareChain | None) -> Any:
+    """The gated call of ``chain``'s middlewares (see ``pipeline/gate.py``)."""
+    return gated_call(middleware_gate(chain.middlewares if chain is not None else ()))
+
+
 class _Dispatcher:
     def __init__(
         self,
@@ -56,7 +61,7 @@ class _Dispatcher:
     ) -> None:
         self._request_map = request_map
         self._container = wrap_container(container)
-        self._call = gated_call(middleware_chain.middlewares if middleware_chain else ())
+        self._call = _call_through(middleware_chain)
         self._scope_strategy = ScopeStrategy(scope_strategy)
         self._invokers: dict[type[Any], RequestInvoker] = {}
 
@@ -130,7 +135,7 @@ class EventDispatcher:
         middleware_chain: MiddlewareChain | None = None,
         scope_strategy: ScopeStrategy = ScopeStrategy.NONE,
     ) -> None:
-        self._call = gated_call(middleware_chain.middlewares if middleware_chain else ())
+        self._call = _call_through(middleware_chain)
         self._engine = _EventEngine(
             event_map, wrap_container(container), ScopeStrategy(scope_strategy)
         )

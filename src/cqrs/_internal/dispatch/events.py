@@ -18,7 +18,7 @@ from cqrs._internal.dispatch.invokers import (
 )
 from cqrs._internal.errors import EventCycleError
 from cqrs._internal.messages.events import IEvent
-from cqrs._internal.registry import BINDINGS_VERSION, EventMap, describe_types
+from cqrs._internal.registry import EventMap, describe_types
 from cqrs._internal.settings import DEFAULT_MAX_EVENT_DEPTH
 
 __all__ = ["EventDispatcher", "cycle_message"]
@@ -59,7 +59,7 @@ class EventDispatcher:
         self._scope_strategy = scope_strategy
         self._max_depth = max_event_depth
         self._invokers: dict[type[Any], tuple[HandlerInvoker, ...]] = {}
-        self._version = BINDINGS_VERSION[0]
+        self._changes = event_map.changes
 
     async def dispatch(self, event: IEvent, container: Any = None, call: Call = plain_call) -> None:
         """Handle ``event`` and its follow-ups; ``container`` defaults to the root one."""
@@ -68,9 +68,9 @@ class EventDispatcher:
     async def _dispatch(
         self, event: IEvent, container: Any, call: Call, chain: tuple[str, ...]
     ) -> None:
-        if self._version != BINDINGS_VERSION[0]:  # a binding changed: compile anew
+        if self._changes != self._event_map.changes:  # a binding changed: compile anew
             self._invokers.clear()
-            self._version = BINDINGS_VERSION[0]
+            self._changes = self._event_map.changes
         invokers = self._invokers.get(type(event))
         if invokers is None:
             invokers = self._compile(type(event))

@@ -22,7 +22,7 @@ from cqrs._internal.errors import EventCycleError, NoBrokerError
 from cqrs._internal.events.fanout import Job
 from cqrs._internal.events.publishers import EventPublisher
 from cqrs._internal.messages.events import IDomainEvent, IEvent, INotificationEvent
-from cqrs._internal.registry import BINDINGS_VERSION, EventMap
+from cqrs._internal.registry import EventMap
 from cqrs._internal.serialization.json import EventSerializer, JsonEventSerializer
 from cqrs._internal.settings import ErrorHook, FailurePolicy, Settings
 
@@ -55,6 +55,11 @@ def uses_own_emit(emitter: object) -> bool:
     if not issubclass(cls, EventEmitter):
         return True
     return cls.overrides_emit or "emit" in emitter.__dict__
+
+
+def _changes_of(event_map: object) -> int:
+    """The map's change count (``EventMap.changes``); 0 for a mapping that does not count."""
+    return getattr(event_map, "changes", 0)
 
 
 def cycle_error(parent: Job, follow: Sequence[IEvent], limit: int) -> EventCycleError:
@@ -126,7 +131,7 @@ class EventEmitter:
         self.on_error: ErrorHook | None = settings.on_event_error
         self.max_event_depth: int = settings.max_event_depth
         self._targets: dict[type[Any], tuple[Any, ...]] = {}
-        self._targets_version = BINDINGS_VERSION[0]
+        self._targets_version = _changes_of(event_map)
 
     @property
     def settings(self) -> Settings:
@@ -173,7 +178,7 @@ class EventEmitter:
         """The jobs for several events, in event order, ``depth`` generations deep."""
         if events.__class__ is not list and events.__class__ is not tuple:
             events = as_events(events)
-        if self._targets_version != BINDINGS_VERSION[0]:
+        if self._targets_version != _changes_of(self._event_map):
             self._forget_targets()
         jobs: list[Job] = []
         append = jobs.append
@@ -188,7 +193,7 @@ class EventEmitter:
 
     def targets_of(self, event_type: type[Any]) -> tuple[Any, ...]:
         """The compiled targets of ``event_type``: one per bound handler, or one publish."""
-        if self._targets_version != BINDINGS_VERSION[0]:
+        if self._targets_version != _changes_of(self._event_map):
             self._forget_targets()
         targets: Any = self._targets.get(event_type, _UNPLANNED)
         return self._plan(event_type) if targets is _UNPLANNED else targets
@@ -196,7 +201,7 @@ class EventEmitter:
     def _forget_targets(self) -> None:
         """A map or handler list changed since the targets were compiled: compile anew."""
         self._targets.clear()
-        self._targets_version = BINDINGS_VERSION[0]
+        self._targets_version = _changes_of(self._event_map)
 
     def _plan(self, event_type: type[Any]) -> tuple[Any, ...]:
         targets: tuple[Any, ...]

@@ -41,10 +41,10 @@ def middleware_gate(middlewares: Sequence[Middleware]) -> Gate | None:
     return lambda: active(chain)
 
 
-def gated_call(middlewares: Sequence[Middleware]) -> Callable[[HandleType, Any], Awaitable[Any]]:
-    """``call(handle, message)``: ``handle(message)`` through the middlewares active for this
-    call (see :func:`middleware_gate`), without a coroutine of its own."""
-    gate = middleware_gate(middlewares)
+def gated_call(gate: Gate | None) -> Callable[[HandleType, Any], Awaitable[Any]]:
+    """``call(handle, message)``: ``handle(message)`` through the middlewares that ``gate``
+    (from :func:`middleware_gate`) says are active for this call, without a coroutine of its
+    own."""
     if gate is None:
         return _plain_call
 
