@@ -21,7 +21,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, cast
 
-from cqrs._internal.di.scope import ScopeStrategy, enter_scope
+from cqrs._internal.di.scope import ScopeStrategy, bound_scope, enter_scope
 from cqrs._internal.errors import ConfigurationError, EventHandlerCancelled
 from cqrs._internal.handlers.cor import CORRequestHandler, build_chain
 from cqrs._internal.handlers.request import StreamingRequestHandler
@@ -129,13 +129,22 @@ class HandlerInvoker:
     async def invoke(
         self, message: Any, container: Any, call: Call = plain_call
     ) -> tuple[Any, Sequence[IEvent]]:
-        """Resolve the handler from ``container`` (a fresh scope under HANDLER) and run it."""
+        """Resolve the handler from ``container`` (a fresh scope under HANDLER; the compiled
+        builder when ``container`` is the root and no scope is bound) and run it."""
         if self._scoped:
             async with enter_scope(self._root, reuse_existing=False) as scoped:
                 handler = await resolve_for(scoped, self.handler_type, message)
                 result = await call(handler.handle, message)
                 return result, handler.events
-        handler = await resolve_for(container, self.handler_type, message)
+        build = self.build
+        if build is not None and container is self._root and bound_scope() is None:
+            try:
+                handler = build()
+            except Exception as exc:
+                note_resolve_failure(exc, self.handler_type, message)
+                raise
+        else:
+            handler = await resolve_for(container, self.handler_type, message)
         result = await call(handler.handle, message)
         return result, handler.events
 

@@ -75,6 +75,7 @@ class EventProcessor:
         self.publisher: EventPublisher = settings.event_publisher or choose_publisher(self.limit)
         self._stock_publisher = type(self.publisher) in (SequentialPublisher, ConcurrentPublisher)
         self._stock_emitter: EventEmitter | None = None
+        self._emit_runner: tuple[Any, Execute] | None = None
         self.event_emitter = event_emitter
 
     @property
@@ -96,7 +97,13 @@ class EventProcessor:
         if emitter is None:
             return None
         if uses_own_emit(emitter):
-            return _emit_jobs, _emit_runner(emitter, self.settings.max_event_depth)
+            runner = self._emit_runner
+            if runner is None or runner[0] is not emitter:
+                runner = self._emit_runner = (
+                    emitter,
+                    _emit_runner(emitter, self.settings.max_event_depth),
+                )
+            return _emit_jobs, runner[1]
         stock: EventEmitter = emitter
         if container is None:
             return stock.jobs_for_all, stock.run
@@ -136,15 +143,6 @@ class EventProcessor:
     async def _emit(self, events: Sequence[IEvent], container: Any) -> None:
         if not events:
             return
-        stock = self._stock_emitter
-        if stock is None or container is not None or "emit" in stock.__dict__:
-            await self._emit_routed(events, container)
-            return
-        jobs = stock.jobs_for_all(events)
-        if jobs:
-            await self.publisher.publish(jobs, stock.run)
-
-    async def _emit_routed(self, events: Sequence[IEvent], container: Any) -> None:
         route = self.route(container)
         if route is None:
             _drop(events)
