@@ -16,7 +16,7 @@ from cqrs.container.di import DIContainer
 from cqrs.events import EventEmitter
 from cqrs.message_brokers import devnull
 from cqrs.requests import bootstrap
-from tests.support import collect
+from tests.support import HoldsEvents, collect
 
 
 class Start(cqrs.Request):
@@ -51,48 +51,24 @@ def _clear() -> None:
     HANDLED.clear()
 
 
-class EmitsA(cqrs.RequestHandler[Start, None]):
-    def __init__(self) -> None:
-        self._events: list[cqrs.Event] = []
-
-    @property
-    def events(self) -> list[cqrs.Event]:
-        return self._events
-
+class EmitsA(HoldsEvents, cqrs.RequestHandler[Start, None]):
     async def handle(self, request: Start) -> None:
         self._events.extend(A(n=i) for i in range(request.n))
 
 
-class StreamsA(cqrs.StreamingRequestHandler[Start, Item]):
-    def __init__(self) -> None:
-        self._events: list[cqrs.Event] = []
-
-    @property
-    def events(self) -> list[cqrs.Event]:
-        return self._events.copy()
-
-    def clear_events(self) -> None:
-        self._events.clear()
-
+class StreamsA(HoldsEvents, cqrs.StreamingRequestHandler[Start, Item]):
     async def handle(self, request: Start) -> typing.AsyncIterator[Item]:
         for i in range(request.n):
             self._events.append(A(n=i))
             yield Item(n=i)
 
 
-class OnA(cqrs.EventHandler[A]):
+class OnA(HoldsEvents, cqrs.EventHandler[A]):
     """Handles A and emits a follow-up B."""
-
-    def __init__(self) -> None:
-        self._follow: list[cqrs.Event] = []
-
-    @property
-    def events(self) -> list[cqrs.Event]:
-        return self._follow
 
     async def handle(self, event: A) -> None:
         HANDLED.append(f"A{event.n}")
-        self._follow.append(B(n=event.n))
+        self._events.append(B(n=event.n))
 
 
 class OnB(cqrs.EventHandler[B]):
@@ -224,16 +200,9 @@ async def test_a_failing_own_emit_reaches_the_caller_after_the_others() -> None:
 # -- emit() returns the follow-ups themselves, once each (§1.2) ---------------------------
 
 
-class OnAEmitsOrphan(cqrs.EventHandler[A]):
-    def __init__(self) -> None:
-        self._follow: list[cqrs.Event] = []
-
-    @property
-    def events(self) -> list[cqrs.Event]:
-        return self._follow
-
+class OnAEmitsOrphan(HoldsEvents, cqrs.EventHandler[A]):
     async def handle(self, event: A) -> None:
-        self._follow.append(Orphan(n=event.n))
+        self._events.append(Orphan(n=event.n))
 
 
 class OnB1(cqrs.EventHandler[B]):
@@ -356,3 +325,32 @@ async def test_building_other_maps_keeps_this_emitters_compiled_handlers() -> No
     assert emitter.targets_of(A) is compiled
     emitter.event_map.bind(A, AlsoOnA)
     assert emitter.targets_of(A) is not compiled
+
+
+class StreamsALiveList(StreamsA):
+    """4.x shape without the copy: ``events`` returns the handler's own list."""
+
+    @property
+    def events(self) -> list[cqrs.Event]:
+        return self._events
+
+
+@pytest.mark.parametrize("policy", list(cqrs.StreamEvents))
+async def test_a_stream_handler_whose_events_is_its_own_list_loses_no_event(
+    policy: cqrs.StreamEvents,
+) -> None:
+    # 4.x copies the events before clear_events(); clearing the very list that is about to be
+    # processed would drop every event.
+    event_map = cqrs.EventMap()
+    events_mapper(event_map)
+    request_map = cqrs.RequestMap()
+    request_map.bind(Start, StreamsALiveList)
+    m = cqrs.StreamingRequestMediator(
+        request_map,
+        di_container(),
+        EventEmitter(event_map, di_container()),
+        stream_events=policy,
+        max_concurrent_event_handlers=3,
+    )
+    assert len(await collect(m.stream(Start(n=3)))) == 3
+    assert sorted(HANDLED) == ["A0", "A1", "A2", "B0", "B1", "B2"]

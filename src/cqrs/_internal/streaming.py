@@ -72,15 +72,22 @@ class _Source:
         handler = self.handler
         events = handler.events
         if events:
+            events = list(events)  # copied before clear_events(), as 4.x: see take_events
             handler.clear_events()
             await self.dispatch(events)
         return item
 
     def take_events(self) -> Sequence[IEvent]:
-        """Take the events the handler holds now (emitted after its last yield)."""
+        """Take the events the handler holds now (emitted after its last yield).
+
+        They are copied before ``clear_events()``, as 4.x does: a handler whose ``events``
+        returns its own list would otherwise see them cleared before they are processed.
+        """
         events = self.handler.events
-        if events:
-            self.handler.clear_events()
+        if not events:
+            return ()
+        events = list(events)
+        self.handler.clear_events()
         return events
 
 
@@ -186,6 +193,7 @@ class RequestStream(Generic[T]):
             handler = source.handler
             events = handler.events
             if events:
+                events = list(events)  # copied before clear_events(), see take_events
                 handler.clear_events()
                 await source.dispatch(events)
             return item
