@@ -33,6 +33,21 @@ class Batch(cqrs.Request):
     events_after_last: int = 0
 
 
+class HoldsEvents:
+    """Test mixin: the seeds' handler shape, a private ``_events`` list behind ``events`` (a
+    copy) and ``clear_events``; put it before the cqrs base class."""
+
+    def __init__(self) -> None:
+        self._events: list[cqrs.Event] = []
+
+    @property
+    def events(self) -> list[cqrs.Event]:
+        return self._events.copy()
+
+    def clear_events(self) -> None:
+        self._events.clear()
+
+
 Bindings = dict[type[Any], Any]
 
 T = TypeVar("T")

@@ -17,7 +17,14 @@ import cqrs
 from cqrs.events import bootstrap as events_bootstrap
 from cqrs.events.event_processor import EventProcessor
 from tests.conftest import other_tasks
-from tests.support import LONG_TEST_TIMEOUT, PATIENCE, collect, make_mediator, make_streaming
+from tests.support import (
+    LONG_TEST_TIMEOUT,
+    PATIENCE,
+    HoldsEvents,
+    collect,
+    make_mediator,
+    make_streaming,
+)
 
 pytestmark = pytest.mark.timeout(LONG_TEST_TIMEOUT)
 
@@ -62,17 +69,10 @@ def _count(name: str) -> None:
     RUNS[name] = RUNS.get(name, 0) + 1
 
 
-class Emits(cqrs.RequestHandler[Go, Any]):
+class Emits(HoldsEvents, cqrs.RequestHandler[Go, Any]):
     """Emits ``n`` events of the class named by ``EVENT``."""
 
     EVENT: typing.ClassVar[type[cqrs.DomainEvent]] = Slow
-
-    def __init__(self) -> None:
-        self._events: list[cqrs.Event] = []
-
-    @property
-    def events(self) -> list[cqrs.Event]:
-        return self._events
 
     async def handle(self, request: Go) -> str:
         self._events.extend(self.EVENT(n=i) for i in range(request.n))  # type: ignore[call-arg]
@@ -87,17 +87,7 @@ class EmitsBoom(Emits):
     EVENT = Boom
 
 
-class StreamsSlow(cqrs.StreamingRequestHandler[Go, Out]):
-    def __init__(self) -> None:
-        self._events: list[cqrs.Event] = []
-
-    @property
-    def events(self) -> list[cqrs.Event]:
-        return self._events.copy()
-
-    def clear_events(self) -> None:
-        self._events.clear()
-
+class StreamsSlow(HoldsEvents, cqrs.StreamingRequestHandler[Go, Out]):
     async def handle(self, request: Go) -> typing.AsyncIterator[Out]:
         for i in range(request.n):
             self._events.append(Slow(n=i))
@@ -255,30 +245,16 @@ def test_the_publisher_protocol_and_stock_publishers_have_a_public_path() -> Non
 # -- §4.2 follow-up cycles -----------------------------------------------------------------
 
 
-class PingToPong(cqrs.EventHandler[Ping]):
-    def __init__(self) -> None:
-        self._follow: list[cqrs.Event] = []
-
-    @property
-    def events(self) -> list[cqrs.Event]:
-        return self._follow
-
+class PingToPong(HoldsEvents, cqrs.EventHandler[Ping]):
     async def handle(self, event: Ping) -> None:
         _count("ping")
-        self._follow.append(Pong(n=event.n + 1))
+        self._events.append(Pong(n=event.n + 1))
 
 
-class PongToPing(cqrs.EventHandler[Pong]):
-    def __init__(self) -> None:
-        self._follow: list[cqrs.Event] = []
-
-    @property
-    def events(self) -> list[cqrs.Event]:
-        return self._follow
-
+class PongToPing(HoldsEvents, cqrs.EventHandler[Pong]):
     async def handle(self, event: Pong) -> None:
         _count("pong")
-        self._follow.append(Ping(n=event.n + 1))
+        self._events.append(Ping(n=event.n + 1))
 
 
 @pytest.mark.parametrize("limit", [1, 3])
@@ -321,19 +297,12 @@ async def test_a_follow_up_cycle_in_a_stream_and_in_the_event_mediator_stops() -
     assert RUNS["ping"] + RUNS["pong"] == 33
 
 
-class Fork(cqrs.EventHandler[Ping]):
+class Fork(HoldsEvents, cqrs.EventHandler[Ping]):
     """Never awaits; each run emits two follow-ups: a tree of 2**depth jobs."""
-
-    def __init__(self) -> None:
-        self._follow: list[cqrs.Event] = []
-
-    @property
-    def events(self) -> list[cqrs.Event]:
-        return self._follow
 
     async def handle(self, event: Ping) -> None:
         _count("fork")
-        self._follow.extend((Ping(n=event.n + 1), Ping(n=event.n + 1)))
+        self._events.extend((Ping(n=event.n + 1), Ping(n=event.n + 1)))
 
 
 @pytest.mark.parametrize("limit", [1, 4])
