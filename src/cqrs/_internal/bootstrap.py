@@ -84,23 +84,34 @@ def _di_adapter() -> type[Any]:
 
 _SETTINGS_SEEN: dict[tuple[Any, ...], Settings] = {}
 _SETTINGS_KEPT = 64
+_BOOTSTRAP_FIELDS = (
+    "max_concurrent_event_handlers",
+    "concurrent_event_handle_enable",
+    "scope_strategy",
+    "stream_events",
+    "event_failure_policy",
+    "on_event_error",
+    "event_publisher",
+    "serializer",
+    "max_event_depth",
+)
 
 
-def settings_for(**options: Any) -> Settings:
-    """``Settings(**options)``, the same object for the same options: the seed's FastAPI
-    pattern bootstraps on every request. Unhashable options are built afresh each time; at
-    most 64 distinct sets are kept."""
-    key = tuple(options.items())
+def settings_for(*values: Any) -> Settings:
+    """The :class:`Settings` of a one-call bootstrap, given its options in the order of
+    ``_BOOTSTRAP_FIELDS``; the same object for the same options (the seed's FastAPI pattern
+    bootstraps on every request). Unhashable options are built afresh each time; at most 64
+    distinct sets are kept."""
     try:
-        return _SETTINGS_SEEN[key]
+        return _SETTINGS_SEEN[values]
     except KeyError:
         pass
     except TypeError:  # an unhashable option
-        return Settings(**options)
-    settings = Settings(**options)
+        return Settings(**dict(zip(_BOOTSTRAP_FIELDS, values, strict=True)))
+    settings = Settings(**dict(zip(_BOOTSTRAP_FIELDS, values, strict=True)))
     if len(_SETTINGS_SEEN) >= _SETTINGS_KEPT:
         _SETTINGS_SEEN.pop(next(iter(_SETTINGS_SEEN)))
-    _SETTINGS_SEEN[key] = settings
+    _SETTINGS_SEEN[values] = settings
     return settings
 
 
@@ -138,10 +149,13 @@ def build_request_map(*mappers: Mapper | None) -> RequestMap:
 
 def build_middlewares(middlewares: Iterable[Middleware] | None) -> MiddlewareChain:
     """The chain in the given order, with a LoggingMiddleware appended unless one is there."""
-    items = list(middlewares or ())
+    chain = MiddlewareChain()
+    if not middlewares:  # the common case, without scanning an empty list
+        chain.add(_LOGGING)
+        return chain
+    items = list(middlewares)
     if not any(isinstance(m, LoggingMiddleware) for m in items):
         items.append(_LOGGING)
-    chain = MiddlewareChain()
     chain.set(items)
     return chain
 
@@ -315,14 +329,15 @@ def bootstrap(
     Raises ``ConfigurationError`` for any argument of the wrong kind and for a bad binding.
     """
     settings = settings_for(
-        max_concurrent_event_handlers=max_concurrent_event_handlers,
-        concurrent_event_handle_enable=concurrent_event_handle_enable,
-        scope_strategy=scope_strategy,
-        event_failure_policy=event_failure_policy,
-        on_event_error=on_event_error,
-        event_publisher=event_publisher,
-        serializer=serializer,
-        max_event_depth=max_event_depth,
+        max_concurrent_event_handlers,
+        concurrent_event_handle_enable,
+        scope_strategy,
+        StreamEvents.BEFORE_ITEM,
+        event_failure_policy,
+        on_event_error,
+        event_publisher,
+        serializer,
+        max_event_depth,
     )
     container, emitter = _one_call(
         di_container, on_startup, domain_events_mapper, message_broker, settings
@@ -365,15 +380,15 @@ def bootstrap_streaming(
     ``max_concurrent_event_handlers`` (default 10) handlers run at once.
     """
     settings = settings_for(
-        max_concurrent_event_handlers=max_concurrent_event_handlers,
-        concurrent_event_handle_enable=concurrent_event_handle_enable,
-        scope_strategy=scope_strategy,
-        stream_events=stream_events,
-        event_failure_policy=event_failure_policy,
-        on_event_error=on_event_error,
-        event_publisher=event_publisher,
-        serializer=serializer,
-        max_event_depth=max_event_depth,
+        max_concurrent_event_handlers,
+        concurrent_event_handle_enable,
+        scope_strategy,
+        stream_events,
+        event_failure_policy,
+        on_event_error,
+        event_publisher,
+        serializer,
+        max_event_depth,
     )
     container, emitter = _one_call(
         di_container, on_startup, domain_events_mapper, message_broker, settings
