@@ -305,3 +305,31 @@ class ScopedTick(cqrs.EventHandler[Tick]):
 
     async def handle(self, event: Tick) -> None:
         SESSIONS.append(self.uow)
+
+
+async def test_requests_that_name_their_result_are_sent_like_any_other() -> None:
+    import dataclasses
+
+    class Placed(cqrs.Response):
+        order_id: str
+
+    class Place(cqrs.Request[Placed]):
+        order_id: str
+
+    @dataclasses.dataclass
+    class PlaceDC(cqrs.DCRequest[Placed]):
+        order_id: str
+
+    class PlaceHandler(cqrs.RequestHandler[Place, Placed]):
+        async def handle(self, request: Place) -> Placed:
+            return Placed(order_id=request.order_id)
+
+    class PlaceDCHandler(cqrs.RequestHandler[PlaceDC, Placed]):
+        async def handle(self, request: PlaceDC) -> Placed:
+            return Placed(order_id=request.order_id)
+
+    m = make_mediator({Place: PlaceHandler, PlaceDC: PlaceDCHandler})
+    assert await m.send(Place(order_id="1")) == Placed(order_id="1")
+    assert await m.send(PlaceDC(order_id="2")) == Placed(order_id="2")
+    assert Place.from_dict(order_id="3").to_dict() == {"order_id": "3"}
+    assert Place.model_json_schema()["title"] == "Place"
