@@ -301,12 +301,20 @@ class Fork(HoldsEvents, cqrs.EventHandler[Ping]):
     """Never awaits; each run emits two follow-ups: a tree of 2**depth jobs."""
 
     async def handle(self, event: Ping) -> None:
+        if event.n == 0 and WAIT_FIRST:
+            await asyncio.sleep(0)  # the first job waits once: helper tasks start
         _count("fork")
         self._events.extend((Ping(n=event.n + 1), Ping(n=event.n + 1)))
 
 
-@pytest.mark.parametrize("limit", [1, 4])
-async def test_a_huge_fan_out_of_handlers_that_never_wait_lets_timeouts_fire(limit: int) -> None:
+WAIT_FIRST: list[bool] = []
+
+
+@pytest.mark.parametrize(("limit", "wait_first"), [(1, False), (4, False), (4, True)])
+async def test_a_huge_fan_out_of_handlers_that_never_wait_lets_timeouts_fire(
+    limit: int, wait_first: bool
+) -> None:
+    WAIT_FIRST[:] = [True] if wait_first else []
     m = make_mediator(
         {Go: EmitsPing},
         {Ping: [Fork]},
@@ -329,7 +337,7 @@ async def test_a_huge_fan_out_of_handlers_that_never_wait_lets_timeouts_fire(lim
         async with asyncio.timeout(None) as deadline:
             beside = asyncio.create_task(ticker(deadline))
             try:
-                await m.send(Go(n=1))
+                await m.send(Go(n=2 if wait_first else 1))
             finally:
                 beside.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

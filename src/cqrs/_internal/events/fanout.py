@@ -164,7 +164,13 @@ class FanOut:
         task = asyncio.current_task()
         assert task is not None
         self._unstarted.discard(task)
+        ran = 0
         while queue:
+            ran += 1
+            if ran % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+                if not queue:
+                    break
             job = queue.popleft()
             self.running[task] = job
             space = self._space
