@@ -32,7 +32,6 @@ from cqrs._internal.settings import (
     Settings,
     StreamEvents,
     StreamEventsName,
-    parse_stream_events,
 )
 
 __all__ = [
@@ -41,6 +40,7 @@ __all__ = [
     "bootstrap_events",
     "bootstrap_streaming",
     "build_emitter",
+    "build_event_map",
     "build_middlewares",
     "build_request_map",
     "run_on_startup",
@@ -147,6 +147,14 @@ def build_request_map(*mappers: Mapper | None) -> RequestMap:
     return request_map
 
 
+def build_event_map(mapper: Mapper | None) -> EventMap:
+    """An EventMap filled by ``mapper`` (called once), empty for ``None``."""
+    event_map = EventMap()
+    if mapper is not None:
+        mapper(event_map)
+    return event_map
+
+
 def build_middlewares(middlewares: Iterable[Middleware] | None) -> MiddlewareChain:
     """The chain in the given order, with a LoggingMiddleware appended unless one is there."""
     chain = MiddlewareChain()
@@ -170,10 +178,9 @@ def build_emitter(
     _check_mapper("domain_events_mapper", domain_events_mapper)
     if message_broker is not None:
         _check_broker(message_broker)
-    event_map = EventMap()
-    if domain_events_mapper is not None:
-        domain_events_mapper(event_map)
-    return EventEmitter(event_map, container, message_broker, settings=settings)
+    return EventEmitter(
+        build_event_map(domain_events_mapper), container, message_broker, settings=settings
+    )
 
 
 def setup_event_emitter(
@@ -192,15 +199,19 @@ def setup_event_emitter(
     Without ``message_broker`` notification events go to a :class:`DevnullMessageBroker`, as
     in 4.x. ``settings`` replaces the other options when given.
     """
-    if settings is None:
-        settings = Settings(
-            scope_strategy=scope_strategy,
-            serializer=serializer,
-            event_failure_policy=event_failure_policy,
-            on_event_error=on_event_error,
-        )
+    _check_mapper("domain_events_mapper", domain_events_mapper)
     broker = message_broker if message_broker is not None else DevnullMessageBroker()
-    return build_emitter(container, domain_events_mapper, broker, settings)
+    _check_broker(broker)
+    return EventEmitter(
+        build_event_map(domain_events_mapper),
+        container,
+        broker,
+        scope_strategy,
+        serializer=serializer,
+        failure_policy=event_failure_policy,
+        on_error=on_event_error,
+        settings=settings,
+    )
 
 
 def setup_mediator(
@@ -223,19 +234,16 @@ def setup_mediator(
     """
     _check_mapper("commands_mapper", commands_mapper)
     _check_mapper("queries_mapper", queries_mapper)
-    if settings is None:
-        settings = Settings(
-            max_concurrent_event_handlers=max_concurrent_event_handlers,
-            concurrent_event_handle_enable=concurrent_event_handle_enable,
-            scope_strategy=scope_strategy,
-            event_publisher=event_publisher,
-        )
     return RequestMediator(
         build_request_map(commands_mapper, queries_mapper),
         container,
         event_emitter,
         build_middlewares(middlewares),
         event_map if event_map is not None else getattr(event_emitter, "event_map", None),
+        max_concurrent_event_handlers,
+        concurrent_event_handle_enable,
+        scope_strategy,
+        event_publisher=event_publisher,
         settings=settings,
     )
 
@@ -264,24 +272,23 @@ def setup_streaming_mediator(
     _check_mapper("commands_mapper", commands_mapper)
     _check_mapper("queries_mapper", queries_mapper)
     _check_mapper("domain_events_mapper", domain_events_mapper)
-    if settings is None:
-        settings = Settings(
-            max_concurrent_event_handlers=max_concurrent_event_handlers,
-            concurrent_event_handle_enable=concurrent_event_handle_enable,
-            scope_strategy=scope_strategy,
-            event_publisher=event_publisher,
-            stream_events=parse_stream_events(stream_events),
-        )
-    event_map: EventMap | None = getattr(event_emitter, "event_map", None)
-    if domain_events_mapper is not None:
-        event_map = EventMap()
-        domain_events_mapper(event_map)
+    event_map: EventMap | None = (
+        getattr(event_emitter, "event_map", None)
+        if domain_events_mapper is None
+        else build_event_map(domain_events_mapper)
+    )
     return StreamingRequestMediator(
         build_request_map(commands_mapper, queries_mapper),
         container,
         event_emitter,
         build_middlewares(middlewares),
         event_map,
+        max_concurrent_event_handlers,
+        concurrent_event_handle_enable,
+        scope_strategy,
+        event_publisher=event_publisher,
+        # with ``settings`` (what bootstrap_streaming passes) the policy is already in them
+        stream_events=stream_events if settings is None else None,
         settings=settings,
     )
 
@@ -408,12 +415,13 @@ def setup_event_mediator(
 ) -> EventMediator:
     """Build an EventMediator (4.x ``cqrs.events.bootstrap.setup_mediator``)."""
     _check_mapper("events_mapper", events_mapper)
-    if settings is None:
-        settings = Settings(scope_strategy=scope_strategy)
-    event_map = EventMap()
-    if events_mapper is not None:
-        events_mapper(event_map)
-    return EventMediator(event_map, container, build_middlewares(middlewares), settings=settings)
+    return EventMediator(
+        build_event_map(events_mapper),
+        container,
+        build_middlewares(middlewares),
+        scope_strategy,
+        settings=settings,
+    )
 
 
 def bootstrap_events(

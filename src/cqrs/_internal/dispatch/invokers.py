@@ -26,6 +26,7 @@ from cqrs._internal.errors import ConfigurationError, EventHandlerCancelled
 from cqrs._internal.handlers.cor import CORRequestHandler, build_chain
 from cqrs._internal.handlers.request import StreamingRequestHandler
 from cqrs._internal.messages.events import IEvent
+from cqrs._internal.pipeline.gate import plain_call
 
 __all__ = [
     "Call",
@@ -42,11 +43,6 @@ __all__ = [
 
 Call = Callable[[Callable[[Any], Awaitable[Any]], Any], Awaitable[Any]]
 """``call(handle, message)``: runs ``handle(message)``, possibly through middlewares."""
-
-
-def plain_call(handle: Callable[[Any], Awaitable[Any]], message: Any) -> Awaitable[Any]:
-    """``handle(message)`` with no middleware."""
-    return handle(message)
 
 
 async def resolve_for(container: Any, handler_type: Any, message: Any) -> Any:

@@ -167,11 +167,9 @@ class StreamEventPipeline:
     fixed when the stream opens) and returns when there is room.
     """
 
-    __slots__ = ("_container", "_jobs_for", "_processor", "_session", "dispatch")
+    __slots__ = ("_jobs_for", "_session", "dispatch")
 
     def __init__(self, processor: EventProcessor, container: Any, concurrent: bool) -> None:
-        self._processor = processor
-        self._container = container
         self._session: EventSession | None = None
         self._jobs_for: JobsFor | None = None
         self.dispatch: Callable[[Sequence[IEvent]], Awaitable[object]] = (

@@ -17,7 +17,7 @@ from cqrs._internal.pipeline.logging import LoggingMiddleware
 from cqrs._internal.pipeline.logging import logger as logging_logger
 from cqrs._internal.pipeline.middleware import HandleType, Middleware, active, fold, switchable
 
-__all__ = ["Gate", "gated_call", "middleware_gate"]
+__all__ = ["Gate", "gated_call", "middleware_gate", "plain_call"]
 
 Gate = Callable[[], Sequence[Middleware]]
 """Returns the middlewares active for this call, outermost first."""
@@ -46,7 +46,7 @@ def gated_call(gate: Gate | None) -> Callable[[HandleType, Any], Awaitable[Any]]
     (from :func:`middleware_gate`) says are active for this call, without a coroutine of its
     own."""
     if gate is None:
-        return _plain_call
+        return plain_call
 
     def call(handle: HandleType, message: Any) -> Awaitable[Any]:
         now = gate()
@@ -55,5 +55,6 @@ def gated_call(gate: Gate | None) -> Callable[[HandleType, Any], Awaitable[Any]]
     return call
 
 
-def _plain_call(handle: HandleType, message: Any) -> Awaitable[Any]:
+def plain_call(handle: HandleType, message: Any) -> Awaitable[Any]:
+    """``handle(message)`` with no middleware."""
     return handle(message)
