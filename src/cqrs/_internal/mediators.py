@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 from collections.abc import Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from cqrs._internal.di.scope import (
     ScopeStrategy,
@@ -19,17 +18,17 @@ from cqrs._internal.dispatch.events import EventDispatcher
 from cqrs._internal.dispatch.invokers import (
     RequestInvoker,
     StreamInvoker,
-    compile_request,
+    invoker_for,
     note_resolve_failure,
 )
-from cqrs._internal.errors import ConfigurationError, RequestHandlerDoesNotExist
+from cqrs._internal.errors import ConfigurationError
 from cqrs._internal.events.processor import EventProcessor
 from cqrs._internal.events.publishers import EventPublisher
 from cqrs._internal.messages.events import IEvent
 from cqrs._internal.messages.requests import IRequest
 from cqrs._internal.pipeline.gate import gated_call, middleware_gate
 from cqrs._internal.pipeline.middleware import Middleware, MiddlewareChain, fold
-from cqrs._internal.registry import EventMap, RequestMap, describe_types
+from cqrs._internal.registry import EventMap, RequestMap
 from cqrs._internal.settings import Settings, StreamEvents, StreamEventsName, parse_stream_events
 from cqrs._internal.streaming import RequestStream
 
@@ -113,43 +112,14 @@ class _Base:
 
     def _invoker_for(self, request: object) -> RequestInvoker:
         """Compile and cache the invoker for ``type(request)``; raises when nothing is bound."""
-        request_type = request.__class__
-        binding = self._request_map.handler_for(request_type)
-        if binding is None:
-            raise _not_bound(request, self._request_map)
-        invoker = compile_request(binding, self._container, self._scope_strategy)
-        self._invokers[request_type] = invoker
+        invoker = invoker_for(request, self._request_map, self._container, self._scope_strategy)
+        self._invokers[request.__class__] = invoker
         return invoker
 
     def _middlewares_now(self) -> Sequence[Middleware]:
         """The middlewares that take part in this call (see ``Middleware.enabled``)."""
         gate = self._gate
         return () if gate is None else gate()
-
-
-def _not_bound(request: object, request_map: RequestMap) -> Exception:
-    """The error for a request with no handler, or for something that is not a request."""
-    if inspect.isclass(request):
-        return ConfigurationError(
-            f"send() and stream() take a request instance, got the class "
-            f"{request.__qualname__}; call them with {request.__qualname__}(...)."
-        )
-    if isinstance(request, IEvent):
-        return ConfigurationError(
-            f"{type(request).__qualname__} is an event, not a request: events are emitted by "
-            "handlers (their 'events' property) or consumed with EventMediator.send()."
-        )
-    if not isinstance(request, IRequest):
-        return ConfigurationError(
-            f"send() and stream() take a request (an instance of a cqrs.Request or "
-            f"cqrs.DCRequest subclass), got {type(request).__qualname__}: {request!r:.80}."
-        )
-    request_type: type[Any] = cast(Any, request).__class__
-    return RequestHandlerDoesNotExist(
-        f"No handler is bound for {request_type.__qualname__}. Bound request types: "
-        f"{describe_types(request_map)}. Bind it in commands_mapper or "
-        f"queries_mapper: mapper.bind({request_type.__qualname__}, YourHandler)."
-    )
 
 
 class RequestMediator(_Base):

@@ -19,13 +19,13 @@ from cqrs._internal.dispatch.invokers import (
     RequestInvoker,
     StreamInvoker,
     as_events,
-    compile_request,
+    invoker_for,
 )
-from cqrs._internal.errors import ConfigurationError, RequestHandlerDoesNotExist
+from cqrs._internal.errors import ConfigurationError
 from cqrs._internal.messages.events import IEvent
 from cqrs._internal.pipeline.gate import gated_call, middleware_gate
 from cqrs._internal.pipeline.middleware import MiddlewareChain
-from cqrs._internal.registry import EventMap, RequestMap, describe_types
+from cqrs._internal.registry import EventMap, RequestMap
 
 __all__ = [
     "EventDispatcher",
@@ -69,13 +69,7 @@ class _Dispatcher:
         request_type: type[Any] = request.__class__
         invoker = self._invokers.get(request_type)
         if invoker is None:
-            binding = self._request_map.handler_for(request_type)
-            if binding is None:
-                raise RequestHandlerDoesNotExist(
-                    f"No handler is bound for {type(request).__qualname__}. Bound request "
-                    f"types: {describe_types(self._request_map)}."
-                )
-            invoker = compile_request(binding, self._container, self._scope_strategy)
+            invoker = invoker_for(request, self._request_map, self._container, self._scope_strategy)
             self._invokers[request_type] = invoker
         return invoker
 

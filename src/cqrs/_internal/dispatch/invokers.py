@@ -22,11 +22,17 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, cast
 
 from cqrs._internal.di.scope import ScopeStrategy, bound_scope, enter_scope
-from cqrs._internal.errors import ConfigurationError, EventHandlerCancelled
+from cqrs._internal.errors import (
+    ConfigurationError,
+    EventHandlerCancelled,
+    RequestHandlerDoesNotExist,
+)
 from cqrs._internal.handlers.cor import CORRequestHandler, build_chain
 from cqrs._internal.handlers.request import StreamingRequestHandler
 from cqrs._internal.messages.events import IEvent
+from cqrs._internal.messages.requests import IRequest
 from cqrs._internal.pipeline.gate import plain_call
+from cqrs._internal.registry import RequestMap, describe_types
 
 __all__ = [
     "Call",
@@ -35,6 +41,8 @@ __all__ = [
     "StreamInvoker",
     "as_events",
     "compile_request",
+    "invoker_for",
+    "not_bound",
     "note_resolve_failure",
     "plain_call",
     "resolve_for",
@@ -216,3 +224,41 @@ def compile_request(binding: Any, root: Any, scope_strategy: ScopeStrategy) -> R
     if inspect.isclass(binding) and issubclass(binding, StreamingRequestHandler):
         return StreamInvoker(binding)
     return HandlerInvoker(binding, root, scope_strategy)
+
+
+def invoker_for(
+    request: object, request_map: RequestMap, root: Any, scope_strategy: ScopeStrategy
+) -> RequestInvoker:
+    """The invoker of the binding for ``type(request)`` (or its nearest bound base class).
+
+    Raises :func:`not_bound`'s error when nothing is bound or ``request`` is not a request.
+    """
+    binding = request_map.handler_for(request.__class__)
+    if binding is None:
+        raise not_bound(request, request_map)
+    return compile_request(binding, root, scope_strategy)
+
+
+def not_bound(request: object, request_map: RequestMap) -> Exception:
+    """The error for a request with no handler, or for something that is not a request."""
+    if inspect.isclass(request):
+        return ConfigurationError(
+            f"send() and stream() take a request instance, got the class "
+            f"{request.__qualname__}; call them with {request.__qualname__}(...)."
+        )
+    if isinstance(request, IEvent):
+        return ConfigurationError(
+            f"{type(request).__qualname__} is an event, not a request: events are emitted by "
+            "handlers (their 'events' property) or consumed with EventMediator.send()."
+        )
+    if not isinstance(request, IRequest):
+        return ConfigurationError(
+            f"send() and stream() take a request (an instance of a cqrs.Request or "
+            f"cqrs.DCRequest subclass), got {type(request).__qualname__}: {request!r:.80}."
+        )
+    request_type: type[Any] = cast(Any, request).__class__
+    return RequestHandlerDoesNotExist(
+        f"No handler is bound for {request_type.__qualname__}. Bound request types: "
+        f"{describe_types(request_map)}. Bind it in commands_mapper or "
+        f"queries_mapper: mapper.bind({request_type.__qualname__}, YourHandler)."
+    )
