@@ -20,7 +20,7 @@ from cqrs._internal.generics import resolve_type_args
 from cqrs.errors import ConfigurationError, DuplicateBindingError, RequestHandlerTypeError
 from cqrs.requests import bootstrap
 from cqrs.requests.cor_request_handler import CORRequestHandler
-from tests.support import Ping, Pong, Tick, make_mediator
+from tests.support import HoldsEvents, Ping, Pong, Tick, make_mediator
 
 SEEN: list[str] = []
 
@@ -80,14 +80,7 @@ class Audit(cqrs.EventHandler[Any]):
         SEEN.append(f"audit {type(event).__name__} {event.n}")
 
 
-class EmitsTickAndTock(cqrs.RequestHandler[Ping, Pong]):
-    def __init__(self) -> None:
-        self._events: list[cqrs.Event] = []
-
-    @property
-    def events(self) -> list[cqrs.Event]:
-        return self._events
-
+class EmitsTickAndTock(HoldsEvents, cqrs.RequestHandler[Ping, Pong]):
     async def handle(self, request: Ping) -> Pong:
         self._events += [Tick(n=request.n), Tock(n=request.n)]
         return Pong(n=request.n)

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cqrs
-from tests.support import make_mediator, make_streaming
+from tests.support import HoldsEvents, make_mediator, make_streaming
 
 
 class Node(cqrs.DomainEvent, frozen=True):
@@ -54,14 +54,7 @@ class Recorder(cqrs.EventHandler[Node]):
         HANDLED["recorder", event.id] += 1
 
 
-class RunHandler(cqrs.RequestHandler[Run, None]):
-    def __init__(self) -> None:
-        self._events: list[cqrs.Event] = []
-
-    @property
-    def events(self) -> list[cqrs.Event]:
-        return self._events
-
+class RunHandler(HoldsEvents, cqrs.RequestHandler[Run, None]):
     async def handle(self, request: Run) -> None:
         self._events.extend(Node(id=r) for r in request.roots)
 

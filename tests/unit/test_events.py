@@ -10,7 +10,7 @@ import pytest
 
 import cqrs
 from tests.conftest import other_tasks
-from tests.support import Ping, Tick, make_mediator
+from tests.support import HoldsEvents, Ping, Tick, make_mediator
 
 SEEN: list[str] = []
 RUNNING = {"now": 0, "peak": 0}
@@ -22,15 +22,8 @@ def _clear() -> None:
     RUNNING.update(now=0, peak=0)
 
 
-class Fanout(cqrs.RequestHandler[Ping, None]):
+class Fanout(HoldsEvents, cqrs.RequestHandler[Ping, None]):
     """Emits ``n`` ticks."""
-
-    def __init__(self) -> None:
-        self._events: list[cqrs.Event] = []
-
-    @property
-    def events(self) -> list[cqrs.Event]:
-        return self._events
 
     async def handle(self, request: Ping) -> None:
         self._events.extend(Tick(n=i) for i in range(request.n))

@@ -16,7 +16,7 @@ from cqrs.events import bootstrap as events_bootstrap
 from cqrs.requests import bootstrap
 from cqrs.requests.cor_request_handler import CORRequestHandler
 from cqrs.testing import InMemoryMessageBroker
-from tests.support import Ping, Pong, Tick, make_mediator
+from tests.support import HoldsEvents, Ping, Pong, Tick, make_mediator
 
 SEEN: list[str] = []
 
@@ -26,14 +26,7 @@ def _clear() -> None:
     SEEN.clear()
 
 
-class PingHandler(cqrs.RequestHandler[Ping, Pong]):
-    def __init__(self) -> None:
-        self._events: list[cqrs.Event] = []
-
-    @property
-    def events(self) -> list[cqrs.Event]:
-        return self._events
-
+class PingHandler(HoldsEvents, cqrs.RequestHandler[Ping, Pong]):
     async def handle(self, request: Ping) -> Pong:
         SEEN.append(f"ping {request.n}")
         self._events.append(Tick(n=request.n))

@@ -13,7 +13,7 @@ import cqrs
 from cqrs.errors import ConfigurationError, RequestHandlerDoesNotExist
 from cqrs.requests import bootstrap
 from tests.conftest import other_tasks
-from tests.support import Batch, Pong, Tick, collect, make_streaming, settle
+from tests.support import Batch, HoldsEvents, Pong, Tick, collect, make_streaming, settle
 
 LOG: list[str] = []
 
@@ -29,17 +29,7 @@ class SlowTickHandler(cqrs.EventHandler[Tick]):
         LOG.append(f"slow event {event.n}")
 
 
-class BatchHandler(cqrs.StreamingRequestHandler[Batch, Pong]):
-    def __init__(self) -> None:
-        self._events: list[cqrs.Event] = []
-
-    @property
-    def events(self) -> list[cqrs.Event]:
-        return self._events.copy()
-
-    def clear_events(self) -> None:
-        self._events.clear()
-
+class BatchHandler(HoldsEvents, cqrs.StreamingRequestHandler[Batch, Pong]):
     async def handle(self, request: Batch) -> AsyncIterator[Pong]:
         try:
             for n in range(request.count):
