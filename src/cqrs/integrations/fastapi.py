@@ -5,19 +5,19 @@ Needs the ``fastapi`` extra: ``pip install 'cqrs-kit[fastapi]'``.
 
 from cqrs._internal.integrations.fastapi import jobs_router as jobs_router
 from cqrs._internal.integrations.fastapi import mediator_dependency as mediator_dependency
+from cqrs._internal.integrations.fastapi import server_sent_events as server_sent_events
 from cqrs._internal.integrations.fastapi import sse_response as sse_response
-from cqrs._internal.integrations.frames import Frame as Frame
-from cqrs._internal.integrations.frames import SSESettings as SSESettings
-from cqrs._internal.integrations.jobs import JobExpired as JobExpired
-from cqrs._internal.integrations.jobs import JobNotFound as JobNotFound
-from cqrs._internal.integrations.jobs import StreamJobs as StreamJobs
-from cqrs._internal.integrations.replay import JobState as JobState
-from cqrs._internal.integrations.replay import MemoryReplayBuffer as MemoryReplayBuffer
-from cqrs._internal.integrations.replay import ReplayBuffer as ReplayBuffer
-from cqrs._internal.integrations.replay import ReplayGap as ReplayGap
-from cqrs._internal.integrations.sse import SSEResponse as SSEResponse
-from cqrs._internal.integrations.sse import frames_of as frames_of
-from cqrs._internal.integrations.sse import server_sent_events as server_sent_events
+from cqrs._internal.integrations.starlette import SSEResponse as SSEResponse
+from cqrs._internal.sse.frames import Frame as Frame
+from cqrs._internal.sse.frames import SSESettings as SSESettings
+from cqrs._internal.sse.jobs import JobExpired as JobExpired
+from cqrs._internal.sse.jobs import JobNotFound as JobNotFound
+from cqrs._internal.sse.jobs import StreamJobs as StreamJobs
+from cqrs._internal.sse.replay import JobState as JobState
+from cqrs._internal.sse.replay import MemoryReplayBuffer as MemoryReplayBuffer
+from cqrs._internal.sse.replay import ReplayBuffer as ReplayBuffer
+from cqrs._internal.sse.replay import ReplayGap as ReplayGap
+from cqrs._internal.sse.stream import frames_of as frames_of
 
 __all__ = [
     "Frame",

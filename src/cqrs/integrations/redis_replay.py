@@ -5,6 +5,6 @@ that shares the Redis and the key ``prefix`` stream (and resume) a job started b
 Needs the ``redis`` extra: ``pip install 'cqrs-kit[redis]'``.
 """
 
-from cqrs._internal.integrations.redis_replay import RedisReplayBuffer as RedisReplayBuffer
+from cqrs._internal.sse.redis_replay import RedisReplayBuffer as RedisReplayBuffer
 
 __all__ = ["RedisReplayBuffer"]

@@ -9,21 +9,22 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from cqrs._internal._optional import require
-from cqrs._internal.integrations.frames import Frame, SSESettings
-from cqrs._internal.integrations.jobs import (
+from cqrs._internal.integrations.starlette import SSEResponse
+from cqrs._internal.sse.frames import Frame, SSESettings
+from cqrs._internal.sse.jobs import (
     JobExpired,
     JobNotFound,
     StreamJobs,
     parse_last_event_id,
 )
-from cqrs._internal.integrations.replay import ReplayGap
-from cqrs._internal.integrations.sse import SSEResponse, frames_of
+from cqrs._internal.sse.replay import ReplayGap
+from cqrs._internal.sse.stream import frames_of
 from cqrs._internal.streaming import RequestStream
 
 with require("fastapi", extra="fastapi", feature="cqrs.integrations.fastapi"):
     import fastapi
 
-__all__ = ["jobs_router", "mediator_dependency", "sse_response"]
+__all__ = ["jobs_router", "mediator_dependency", "server_sent_events", "sse_response"]
 
 M = TypeVar("M")
 
@@ -143,3 +144,35 @@ def _starter(jobs: StreamJobs, request_type: type[Any], prefix: str) -> Callable
         "return": dict[str, str],
     }
     return start
+
+
+async def server_sent_events(
+    stream: RequestStream[Any], settings: SSESettings | None = None
+) -> AsyncGenerator[Any, None]:
+    """The frames of ``stream`` as ``fastapi.sse.ServerSentEvent`` objects (FastAPI >= 0.135).
+
+    For endpoints written in FastAPI's own SSE style, which then handles keep-alive pings and
+    disconnects itself::
+
+        @app.get("/progress", response_class=EventSourceResponse)
+        async def progress():
+            async for event in server_sent_events(mediator.stream(command)):
+                yield event
+
+    Raises :class:`~cqrs.errors.MissingExtraError` (an ``ImportError``) on a FastAPI without
+    ``fastapi.sse``, saying to upgrade it.
+    """
+    with require("fastapi>=0.135", extra="fastapi", feature="server_sent_events"):
+        from fastapi.sse import ServerSentEvent
+
+    chosen = settings or SSESettings()
+    retry = chosen.retry_ms
+    async with contextlib.aclosing(frames_of(stream, chosen)) as frames:
+        async for frame in frames:
+            yield ServerSentEvent(
+                raw_data=frame.data,
+                event=frame.event,
+                id=None if frame.id is None else str(frame.id),
+                retry=retry,
+            )
+            retry = None

@@ -7,114 +7,29 @@ Starlette accept it as an endpoint's return value.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import Any, overload
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from cqrs._internal._optional import require
-from cqrs._internal.integrations.frames import (
+from cqrs._internal.sse.frames import (
     Frame,
     SSESettings,
     encode_comment,
     encode_frame,
     encode_retry,
 )
-from cqrs._internal.streaming import RequestStream
 
 with require("fastapi", extra="fastapi", feature="cqrs.integrations.fastapi"):
     from starlette.responses import StreamingResponse
 
-__all__ = ["SSEResponse", "frames_of", "server_sent_events"]
+__all__ = ["SSEResponse"]
 
 logger = logging.getLogger("cqrs")
 
 
 class _ClientGone(Exception):
     """The client closed the connection."""
-
-
-@overload
-def frames_of(stream: RequestStream[Any], settings: SSESettings) -> AsyncGenerator[Frame, None]: ...
-
-
-@overload
-def frames_of(
-    stream: RequestStream[Any], settings: SSESettings, *, encoded: bool
-) -> AsyncGenerator[Frame | bytes, None]: ...
-
-
-def frames_of(
-    stream: RequestStream[Any], settings: SSESettings, *, encoded: bool = False
-) -> AsyncGenerator[Frame | bytes, None]:
-    """The frames of a mediator stream: start, one per item (``None`` items are skipped),
-    then ``complete``, or ``error`` with a safe message if the handler fails.
-
-    With ``encoded`` the item frames come as their wire bytes (the fast path of
-    :class:`SSEResponse`). The stream is closed when the returned generator is closed or
-    cancelled (client disconnect).
-    """
-    return _frames(stream, settings, encoded=encoded)
-
-
-async def _frames(
-    stream: RequestStream[Any], settings: SSESettings, *, encoded: bool
-) -> AsyncGenerator[Frame | bytes, None]:
-    if settings.send_start:
-        yield settings.start()
-    event_id = 0
-    async with stream:
-        try:
-            async for item in stream:
-                if item is None:
-                    continue
-                event_id += 1
-                yield (
-                    settings.encoded_item(item, event_id)
-                    if encoded
-                    else settings.item(item, event_id)
-                )
-        except Exception as exc:
-            logger.error(
-                "Stream of %s failed; the client gets an error frame",
-                type(stream.request).__qualname__,
-                exc_info=exc,
-            )
-            yield settings.error(exc, event_id + 1)
-            return
-    yield settings.complete(event_id, event_id + 1)
-
-
-async def server_sent_events(
-    stream: RequestStream[Any], settings: SSESettings | None = None
-) -> AsyncGenerator[Any, None]:
-    """The frames of ``stream`` as ``fastapi.sse.ServerSentEvent`` objects (FastAPI >= 0.135).
-
-    For endpoints written in FastAPI's own SSE style, which then handles keep-alive pings and
-    disconnects itself::
-
-        @app.get("/progress", response_class=EventSourceResponse)
-        async def progress():
-            async for event in server_sent_events(mediator.stream(command)):
-                yield event
-
-    Raises :class:`~cqrs.errors.MissingExtraError` (an ``ImportError``) on a FastAPI without
-    ``fastapi.sse``, saying to upgrade it.
-    """
-    with require("fastapi>=0.135", extra="fastapi", feature="server_sent_events"):
-        from fastapi.sse import ServerSentEvent
-
-    chosen = settings or SSESettings()
-    retry = chosen.retry_ms
-    async with contextlib.aclosing(frames_of(stream, chosen)) as frames:
-        async for frame in frames:
-            yield ServerSentEvent(
-                raw_data=frame.data,
-                event=frame.event,
-                id=None if frame.id is None else str(frame.id),
-                retry=retry,
-            )
-            retry = None
 
 
 class SSEResponse(StreamingResponse):

@@ -28,8 +28,8 @@ from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, cast
 
 from cqrs._internal._optional import require
-from cqrs._internal.integrations.frames import Frame
-from cqrs._internal.integrations.replay import JobState, ReplayGap
+from cqrs._internal.sse.frames import Frame
+from cqrs._internal.sse.replay import JobState, ReplayGap
 
 if TYPE_CHECKING:
     import redis.asyncio

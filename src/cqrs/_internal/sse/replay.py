@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from cqrs._internal.errors import CQRSError
-from cqrs._internal.integrations.frames import Frame
+from cqrs._internal.sse.frames import Frame
 
 __all__ = ["JobState", "MemoryReplayBuffer", "ReplayBuffer", "ReplayGap"]
 

@@ -17,11 +17,11 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Any, Self
 
 from cqrs._internal.errors import CQRSError
-from cqrs._internal.integrations.frames import Frame, SSESettings
-from cqrs._internal.integrations.replay import JobState, MemoryReplayBuffer, ReplayBuffer
-from cqrs._internal.integrations.sse import frames_of
 from cqrs._internal.mediators import StreamingRequestMediator
 from cqrs._internal.messages.requests import IRequest
+from cqrs._internal.sse.frames import Frame, SSESettings
+from cqrs._internal.sse.replay import JobState, MemoryReplayBuffer, ReplayBuffer
+from cqrs._internal.sse.stream import frames_of
 
 __all__ = ["JobExpired", "JobNotFound", "StreamJobs", "parse_last_event_id"]
 
