@@ -228,7 +228,11 @@ async def test_a_failing_job_ends_with_a_safe_error_frame(
         ("error", "3"),
     ]
     # the client gets the safe message; the exception is logged on the server
-    assert events[-1]["data"] == {"type": "error", "message": "The stream failed on the server."}
+    assert events[-1]["data"] == {
+        "type": "error",
+        "reason": "handler_failed",
+        "message": "The stream failed on the server.",
+    }
     logged = [r.exc_info[1] for r in caplog.records if r.exc_info]
     assert [type(exc).__name__ for exc in logged] == ["OrderRejected"]
     assert [demo.ledger.processed[order] for order in orders] == [1, 1, 0]

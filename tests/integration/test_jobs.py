@@ -156,7 +156,11 @@ async def test_cancelling_a_job_closes_its_handler_and_ends_the_stream() -> None
         assert (await http.delete(f"/jobs/{job_id}")).status_code == 204
         frames = parse_frames((await http.get(url)).text)
         assert (await http.delete(f"/jobs/{job_id}")).status_code == 404
-    assert frames[-1]["data"] == {"type": "error", "message": "The job was cancelled."}
+    assert frames[-1]["data"] == {
+        "type": "error",
+        "reason": "cancelled",
+        "message": "The job was cancelled.",
+    }
     assert FINALLY == ["finally"]
     assert PROCESSED == [0]  # cancelled while held: item 1 never ran
 

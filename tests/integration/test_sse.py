@@ -94,7 +94,11 @@ async def test_a_failing_handler_ends_with_a_safe_error_frame(
     assert frames[-1] == {
         "id": "3",
         "event": "error",
-        "data": {"type": "error", "message": "The stream failed on the server."},
+        "data": {
+            "type": "error",
+            "reason": "handler_failed",
+            "message": "The stream failed on the server.",
+        },
     }
     assert "password" not in str(frames)
     assert any("password" in str(r.exc_info) for r in caplog.records if r.levelno == logging.ERROR)

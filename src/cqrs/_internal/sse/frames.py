@@ -6,16 +6,20 @@ Framework-free: this module only turns values into ``text/event-stream`` bytes.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any, NamedTuple
 
 import pydantic_core
 
 __all__ = [
     "Frame",
+    "Reason",
     "SSESettings",
     "encode_comment",
     "encode_frame",
     "encode_retry",
+    "failure_frame",
+    "gap_frame",
     "json_bytes",
     "to_json",
 ]
@@ -40,6 +44,28 @@ def json_bytes(value: Any) -> bytes:
 def to_json(value: Any) -> str:
     """:func:`json_bytes` as text."""
     return json_bytes(value).decode()
+
+
+class Reason(enum.StrEnum):
+    """Why a stream ended with an ``error`` frame, or why a ``gap`` frame was sent.
+
+    The value is the ``reason`` field of the frame's JSON, for clients to branch on:
+
+    * ``handler_failed``: the handler raised; the message is generic unless the exception is
+      one the application marked safe (``SSESettings.safe_errors``) or ``expose_errors`` is on.
+    * ``cancelled``: the job was cancelled (``DELETE`` or :meth:`StreamJobs.cancel`).
+    * ``shutdown``: the server shut down while the stream or job was running.
+    * ``buffer_unavailable``: the replay buffer stayed unreachable past its deadline.
+    * ``writer_lost``: the process running the job stopped renewing it (it died).
+    * ``gap``: the client fell behind the replay window; frames were skipped (``gap`` frame).
+    """
+
+    HANDLER_FAILED = "handler_failed"
+    CANCELLED = "cancelled"
+    SHUTDOWN = "shutdown"
+    BUFFER_UNAVAILABLE = "buffer_unavailable"
+    WRITER_LOST = "writer_lost"
+    GAP = "gap"
 
 
 class Frame(NamedTuple):
@@ -96,6 +122,9 @@ class SSESettings:
     * ``retry_ms``: the reconnection delay hint sent with the first frame; ``None`` omits it.
     * ``expose_errors``: put the exception text in ``error`` frames. Off by default: the
       client gets ``error_message`` and the exception is logged on the server.
+    * ``safe_errors``: exception types (base classes included) whose message is meant for
+      clients, e.g. a domain ``OrderRejected``: their ``str(exc)`` goes in the ``error`` frame
+      with ``"error": <type name>``; every other exception stays the generic message.
     * ``seed_shapes``: emit the JSON shapes of the python-cqrs documentation: a ``start``
       frame ``{"type": "start", "message": start_message}``, items as
       ``{"type": "progress", "data": item}``, and ``{"type": "complete"}``. Off: items are
@@ -111,6 +140,7 @@ class SSESettings:
     seed_shapes: bool = False
     send_start: bool = True
     start_message: str = "Processing..."
+    safe_errors: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
         if self.heartbeat is not None and self.heartbeat <= 0:
@@ -119,6 +149,12 @@ class SSESettings:
             )
         if "\n" in self.item_event or "\r" in self.item_event:
             raise ValueError("item_event must be a single line")
+        not_types = [t for t in self.safe_errors if not _is_exception_type(t)]
+        if not_types:
+            raise TypeError(
+                f"safe_errors must hold exception classes, got {not_types!r}; pass e.g. "
+                "safe_errors=(OrderRejected,)"
+            )
 
     def start(self) -> Frame:
         """The frame sent before the first item."""
@@ -148,7 +184,40 @@ class SSESettings:
         return Frame("complete", pydantic_core.to_json(payload).decode(), event_id)
 
     def error(self, exc: BaseException, event_id: int) -> Frame:
-        """The last frame of a stream that failed; the text is safe unless ``expose_errors``."""
-        message = f"{type(exc).__name__}: {exc}" if self.expose_errors else self.error_message
-        payload: dict[str, Any] = {"type": "error", "message": message}
+        """The last frame of a stream whose handler raised ``exc`` (reason ``handler_failed``).
+
+        The message is ``str(exc)`` for the ``safe_errors`` types, the exception text with
+        ``expose_errors``, else ``error_message``.
+        """
+        payload: dict[str, Any] = {"type": "error", "reason": Reason.HANDLER_FAILED.value}
+        if isinstance(exc, self.safe_errors):
+            payload["message"] = str(exc) or type(exc).__name__
+            payload["error"] = type(exc).__name__
+        elif self.expose_errors:
+            payload["message"] = f"{type(exc).__name__}: {exc}"
+        else:
+            payload["message"] = self.error_message
         return Frame("error", pydantic_core.to_json(payload).decode(), event_id)
+
+
+def failure_frame(reason: Reason, message: str, event_id: int | None) -> Frame:
+    """A terminal ``error`` frame for a stream that ended for ``reason`` (not a handler error)."""
+    payload = {"type": "error", "reason": reason.value, "message": message}
+    return Frame("error", pydantic_core.to_json(payload).decode(), event_id)
+
+
+def gap_frame(first_id: int) -> Frame:
+    """The frame a follower gets when the frames before ``first_id`` were dropped while it
+    was behind: not terminal; its ``id`` is ``first_id - 1``, so a reconnect with
+    ``Last-Event-ID`` resumes at the first frame still kept, and ids never go backwards."""
+    payload = {
+        "type": "gap",
+        "reason": Reason.GAP.value,
+        "first_id": first_id,
+        "message": f"Frames before {first_id} were dropped; continuing from {first_id}.",
+    }
+    return Frame("gap", pydantic_core.to_json(payload).decode(), first_id - 1)
+
+
+def _is_exception_type(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseException)

@@ -19,7 +19,7 @@ from typing import Any, Self
 from cqrs._internal.errors import CQRSError
 from cqrs._internal.mediators import StreamingRequestMediator
 from cqrs._internal.messages.requests import IRequest
-from cqrs._internal.sse.frames import Frame, SSESettings
+from cqrs._internal.sse.frames import Frame, Reason, SSESettings, failure_frame
 from cqrs._internal.sse.replay import JobState, MemoryReplayBuffer, ReplayBuffer
 from cqrs._internal.sse.stream import frames_of
 
@@ -170,4 +170,4 @@ def _without_start(settings: SSESettings) -> SSESettings:
 
 
 def _cancelled(event_id: int) -> Frame:
-    return Frame("error", '{"type":"error","message":"The job was cancelled."}', event_id)
+    return failure_frame(Reason.CANCELLED, "The job was cancelled.", event_id)

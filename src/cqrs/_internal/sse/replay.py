@@ -18,7 +18,7 @@ from typing import Protocol
 from cqrs._internal.errors import CQRSError
 from cqrs._internal.sse.frames import Frame
 
-__all__ = ["JobState", "MemoryReplayBuffer", "ReplayBuffer", "ReplayGap"]
+__all__ = ["BufferUnavailable", "JobState", "MemoryReplayBuffer", "ReplayBuffer", "ReplayGap"]
 
 
 class JobState(enum.StrEnum):
@@ -27,11 +27,21 @@ class JobState(enum.StrEnum):
     UNKNOWN = "unknown"
     RUNNING = "running"
     DONE = "done"
+    FAILED = "failed"
     EXPIRED = "expired"
 
 
 class ReplayGap(CQRSError, LookupError):
     """The frames a client asked to resume after are no longer in the buffer."""
+
+
+class BufferUnavailable(CQRSError, ConnectionError):
+    """The buffer's storage stayed unreachable past the buffer's own retry deadline.
+
+    Buffers retry transient faults themselves (with bounded backoff) and raise this only when
+    the outage outlasts their deadline; a job then ends ``failed`` and followers get an
+    ``error`` frame with the reason ``buffer_unavailable``.
+    """
 
 
 class ReplayBuffer(Protocol):
