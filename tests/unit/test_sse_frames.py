@@ -19,7 +19,9 @@ class OutOfStock(OrderRejected):
 
 def test_an_unmarked_error_stays_generic_and_names_its_reason() -> None:
     frame = SSESettings(safe_errors=(OrderRejected,)).error(RuntimeError("db password x"), 4)
-    assert frame.event == "error" and frame.id == 4 and frame.terminal
+    assert frame.event == "error"
+    assert frame.id == 4
+    assert frame.terminal
     assert json.loads(frame.data) == {
         "type": "error",
         "reason": "handler_failed",
@@ -45,7 +47,8 @@ def test_safe_errors_must_be_exception_classes() -> None:
 
 def test_failure_frame_is_terminal_with_its_reason() -> None:
     frame = failure_frame(Reason.BUFFER_UNAVAILABLE, "Redis is down.", 12)
-    assert frame.terminal and frame.id == 12
+    assert frame.terminal
+    assert frame.id == 12
     assert json.loads(frame.data)["reason"] == "buffer_unavailable"
 
 
