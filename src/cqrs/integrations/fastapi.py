@@ -9,10 +9,13 @@ from cqrs._internal.integrations.fastapi import server_sent_events as server_sen
 from cqrs._internal.integrations.fastapi import sse_response as sse_response
 from cqrs._internal.integrations.starlette import SSEResponse as SSEResponse
 from cqrs._internal.sse.frames import Frame as Frame
+from cqrs._internal.sse.frames import Reason as Reason
 from cqrs._internal.sse.frames import SSESettings as SSESettings
 from cqrs._internal.sse.jobs import JobExpired as JobExpired
 from cqrs._internal.sse.jobs import JobNotFound as JobNotFound
 from cqrs._internal.sse.jobs import StreamJobs as StreamJobs
+from cqrs._internal.sse.jobs import TooManyJobs as TooManyJobs
+from cqrs._internal.sse.replay import BufferUnavailable as BufferUnavailable
 from cqrs._internal.sse.replay import JobState as JobState
 from cqrs._internal.sse.replay import MemoryReplayBuffer as MemoryReplayBuffer
 from cqrs._internal.sse.replay import ReplayBuffer as ReplayBuffer
@@ -20,16 +23,19 @@ from cqrs._internal.sse.replay import ReplayGap as ReplayGap
 from cqrs._internal.sse.stream import frames_of as frames_of
 
 __all__ = [
+    "BufferUnavailable",
     "Frame",
     "JobExpired",
     "JobNotFound",
     "JobState",
     "MemoryReplayBuffer",
+    "Reason",
     "ReplayBuffer",
     "ReplayGap",
     "SSEResponse",
     "SSESettings",
     "StreamJobs",
+    "TooManyJobs",
     "frames_of",
     "jobs_router",
     "mediator_dependency",

@@ -23,7 +23,14 @@ from cqrs._internal.sse.frames import Frame, Reason, SSESettings, failure_frame
 from cqrs._internal.sse.replay import JobState, MemoryReplayBuffer, ReplayBuffer
 from cqrs._internal.sse.stream import frames_of
 
-__all__ = ["JobExpired", "JobNotFound", "StreamJobs", "parse_last_event_id"]
+__all__ = [
+    "MAX_EVENT_ID",
+    "JobExpired",
+    "JobNotFound",
+    "StreamJobs",
+    "TooManyJobs",
+    "parse_last_event_id",
+]
 
 logger = logging.getLogger("cqrs")
 
@@ -34,6 +41,19 @@ class JobNotFound(CQRSError, LookupError):
 
 class JobExpired(CQRSError, LookupError):
     """The job existed but its frames were dropped after its TTL (HTTP 410)."""
+
+
+class TooManyJobs(CQRSError, RuntimeError):
+    """This process already runs its limit of jobs (HTTP 429); try again after ``retry_after``
+    seconds."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+MAX_EVENT_ID = 2**53 - 1
+"""The largest event id: the largest integer a browser's JavaScript counts exactly."""
 
 
 def parse_last_event_id(header: str | None, query: str | None) -> int:
@@ -47,6 +67,8 @@ def parse_last_event_id(header: str | None, query: str | None) -> int:
     value = int(str(raw))
     if value < 0:
         raise ValueError("a last event id cannot be negative")
+    if value > MAX_EVENT_ID:
+        raise ValueError(f"a last event id cannot exceed {MAX_EVENT_ID}")
     return value
 
 
