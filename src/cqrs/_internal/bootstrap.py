@@ -12,10 +12,11 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from cqrs._internal.brokers.devnull import DevnullMessageBroker
 from cqrs._internal.brokers.protocol import MessageBroker
+from cqrs._internal.di.protocol import SupportsCheck
 from cqrs._internal.di.scope import ScopeStrategy
 from cqrs._internal.errors import ConfigurationError
 from cqrs._internal.events.emitter import EventEmitter
@@ -80,6 +81,55 @@ def _di_adapter() -> type[Any]:
     from cqrs._internal.di.di_adapter import DIContainer
 
     return DIContainer
+
+
+def check_dependencies_of(
+    container: Any, request_maps: Iterable[RequestMap], event_map: EventMap | None = None
+) -> None:
+    """Check, without building anything, that ``container`` can build every bound handler.
+
+    Each handler of the maps (chains included) goes to ``container.check(handler)`` when the
+    container has one (:class:`~cqrs.container.SupportsCheck`: the bundled ``di``, static and
+    dependency-injector adapters); other containers are not checked. Raises
+    ``ConfigurationError`` listing every failure as "while resolving <handler> for <request
+    or event> <type>: <the container's error>", the first error chained as the cause.
+    """
+    if not isinstance(container, SupportsCheck):
+        return
+    pairs: list[tuple[str, Any, Any]] = []
+    for request_map in request_maps:
+        for request_type, bound in request_map.items():
+            handlers = cast("list[Any]", bound) if isinstance(bound, list) else [bound]
+            pairs += [("request", request_type, h) for h in handlers]
+    if event_map is not None:
+        for event_type, handlers in event_map.items():
+            pairs += [("event", event_type, h) for h in handlers]
+    failures: list[str] = []
+    first: Exception | None = None
+    checked: set[Any] = set()
+    for kind, message_type, handler in pairs:
+        if handler in checked:
+            continue
+        checked.add(handler)
+        try:
+            container.check(handler)
+        except Exception as exc:
+            first = first or exc
+            failures.append(
+                f"while resolving {_qualname(handler)} for {kind} {_qualname(message_type)}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+    if failures:
+        raise ConfigurationError(
+            f"{len(failures)} handler(s) cannot be built by the container:\n  "
+            + "\n  ".join(failures)
+            + "\nBind or register their dependencies before bootstrap, or pass "
+            "check_dependencies=False to defer the error to the first request."
+        ) from first
+
+
+def _qualname(value: Any) -> str:
+    return str(getattr(value, "__qualname__", value))
 
 
 _SETTINGS_SEEN: dict[tuple[Any, ...], Settings] = {}
@@ -324,6 +374,7 @@ def bootstrap(
     on_event_error: ErrorHook | None = None,
     event_publisher: EventPublisher | None = None,
     max_event_depth: int = DEFAULT_MAX_EVENT_DEPTH,
+    check_dependencies: bool = False,
 ) -> RequestMediator:
     """Build a RequestMediator in one call (4.x ``cqrs.requests.bootstrap.bootstrap``).
 
@@ -332,7 +383,9 @@ def bootstrap(
     a ``LoggingMiddleware`` is appended to ``middlewares`` unless one is there. Keyword-only
     extras: ``event_failure_policy`` (``"log"`` or ``"raise"``), ``on_event_error`` (a hook
     called with ``(event, handler, exc)``), ``event_publisher`` (your own scheduling strategy),
-    ``max_event_depth`` (the longest follow-up chain; deeper raises ``EventCycleError``).
+    ``max_event_depth`` (the longest follow-up chain; deeper raises ``EventCycleError``),
+    ``check_dependencies`` (check now that the container can build every bound handler, see
+    :func:`check_dependencies_of`, instead of failing at a handler's first request).
     Raises ``ConfigurationError`` for any argument of the wrong kind and for a bad binding.
     """
     settings = settings_for(
@@ -349,7 +402,7 @@ def bootstrap(
     container, emitter = _one_call(
         di_container, on_startup, domain_events_mapper, message_broker, settings
     )
-    return setup_mediator(
+    mediator = setup_mediator(
         emitter,
         container,
         middlewares or (),
@@ -358,6 +411,9 @@ def bootstrap(
         emitter.event_map,
         settings=settings,
     )
+    if check_dependencies:
+        check_dependencies_of(container, (mediator.request_map,), emitter.event_map)
+    return mediator
 
 
 def bootstrap_streaming(
@@ -378,6 +434,7 @@ def bootstrap_streaming(
     event_publisher: EventPublisher | None = None,
     stream_events: StreamEvents | StreamEventsName = StreamEvents.BEFORE_ITEM,
     max_event_depth: int = DEFAULT_MAX_EVENT_DEPTH,
+    check_dependencies: bool = False,
 ) -> StreamingRequestMediator:
     """Build a StreamingRequestMediator in one call (4.x ``bootstrap_streaming``).
 
@@ -400,9 +457,12 @@ def bootstrap_streaming(
     container, emitter = _one_call(
         di_container, on_startup, domain_events_mapper, message_broker, settings
     )
-    return setup_streaming_mediator(
+    mediator = setup_streaming_mediator(
         emitter, container, middlewares or (), commands_mapper, queries_mapper, settings=settings
     )
+    if check_dependencies:
+        check_dependencies_of(container, (mediator.request_map,), emitter.event_map)
+    return mediator
 
 
 def setup_event_mediator(
@@ -432,10 +492,14 @@ def bootstrap_events(
     scope_strategy: ScopeStrategy = ScopeStrategy.NONE,
     *,
     max_event_depth: int = DEFAULT_MAX_EVENT_DEPTH,
+    check_dependencies: bool = False,
 ) -> EventMediator:
-    """Build an EventMediator in one call (4.x ``cqrs.events.bootstrap.bootstrap``)."""
+    """Build an EventMediator in one call (4.x ``cqrs.events.bootstrap.bootstrap``);
+    ``check_dependencies`` as in :func:`bootstrap`."""
     settings = Settings(scope_strategy=scope_strategy, max_event_depth=max_event_depth)
     run_on_startup(on_startup)
-    return setup_event_mediator(
-        adapt_container(di_container), middlewares or (), events_mapper, settings=settings
-    )
+    container = adapt_container(di_container)
+    mediator = setup_event_mediator(container, middlewares or (), events_mapper, settings=settings)
+    if check_dependencies:
+        check_dependencies_of(container, (), mediator.event_map)
+    return mediator

@@ -1,6 +1,7 @@
 """Dependency-injection containers and scopes (4.x package)."""
 
 from cqrs._internal.di.protocol import Container as Container
+from cqrs._internal.di.protocol import SupportsCheck as SupportsCheck
 from cqrs._internal.di.protocol import SupportsScope as SupportsScope
 from cqrs._internal.di.scope import ScopeAwareContainer as ScopeAwareContainer
 from cqrs._internal.di.scope import ScopeStrategy as ScopeStrategy
@@ -10,6 +11,7 @@ from cqrs._internal.di.scope import enter_scope as enter_scope
 
 __all__ = [
     "Container",
+    "SupportsCheck",
     "SupportsScope",
     "ScopeAwareContainer",
     "ScopeStrategy",

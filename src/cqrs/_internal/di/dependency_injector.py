@@ -115,6 +115,12 @@ class DependencyInjectorCQRSContainer:
             product = await product
         return cast(T, product)
 
+    def check(self, type_: type) -> None:
+        """Raise :class:`ContainerError` when no provider gives ``type_`` (or a subclass);
+        call no provider."""
+        if type_ not in self._lookups:
+            self._lookups[type_] = self._find(type_)
+
     def _find(self, type_: type[Any]) -> _Provider:
         if self._container is None:
             raise ContainerError(f"{_NOT_ATTACHED} (while resolving {_name(type_)})")

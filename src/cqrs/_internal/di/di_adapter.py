@@ -138,6 +138,35 @@ class DIContainer:
             plan = self._plan(type_)
         return cast("Callable[[], T] | None", plan.build)
 
+    def check(self, type_: type) -> None:
+        """Solve ``type_``'s dependency graph and raise when it cannot be built: ``di``'s
+        error when it cannot be wired (an unannotated parameter, say), :class:`ContainerError`
+        when a node is an abstract class or a ``Protocol`` with nothing bound in its place.
+        Builds nothing.
+
+        The solution is not kept: binds added to the ``di.Container`` after the check are
+        still seen by the first resolve.
+        """
+        container = self._container
+        if container is None:
+            raise ContainerError(_NOT_ATTACHED)
+        if type_ in self._plans:
+            return
+        solved = container.solve(Dependent(type_, scope=self._scope), scopes=[self._scope])
+        for dep in solved.dag:
+            call: Any = dep.call
+            if inspect.isclass(call) and (
+                inspect.isabstract(call) or getattr(call, "_is_protocol", False)
+            ):
+                name = getattr(call, "__qualname__", repr(call))
+                kind = "a Protocol" if getattr(call, "_is_protocol", False) else "abstract"
+                raise ContainerError(
+                    f"{name} is {kind} and nothing is bound in its place, so it cannot be "
+                    f"built. Bind an implementation: container.bind(bind_by_type("
+                    f"Dependent(Implementation, scope='request'), {name})) (from di import "
+                    "bind_by_type; from di.dependent import Dependent)."
+                )
+
     def open_scope(self, context: Mapping[type, Any] | None = None) -> _DIScope:
         """Open a ``di`` scope; entering it yields a ``DIContainer`` bound to that scope.
 

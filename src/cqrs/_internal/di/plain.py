@@ -113,6 +113,12 @@ class StaticContainer:
             product = await product
         return cast(T, product)
 
+    def check(self, type_: type) -> None:
+        """Raise :class:`ContainerError` when ``type_`` is neither registered nor
+        auto-wirable; build nothing."""
+        if type_ not in self._plans:
+            self._plans[type_] = self._plan(type_)
+
     def _plan(self, type_: type) -> tuple[str, Any]:
         if type_ in self._entries:
             value = self._entries[type_]

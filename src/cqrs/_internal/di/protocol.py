@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Container", "SupportsScope"]
+__all__ = ["Container", "SupportsCheck", "SupportsScope"]
 
 C = TypeVar("C")
 T = TypeVar("T")
@@ -74,4 +74,19 @@ class SupportsScope(Protocol):
         ``context`` maps types to ready-made values (the current HTTP request, say) that
         dependencies inside the scope receive instead of building them.
         """
+        ...
+
+
+@runtime_checkable
+class SupportsCheck(Protocol):
+    """A container that can tell, without building anything, whether it could build a type.
+
+    ``bootstrap(..., check_dependencies=True)`` calls :meth:`check` for every bound handler,
+    so that a handler whose dependencies cannot be wired fails at start-up instead of at its
+    first request. The bundled ``di``, static and dependency-injector adapters implement it.
+    """
+
+    def check(self, type_: type) -> None:
+        """Raise the error :meth:`resolve` would raise for ``type_`` when its dependency graph
+        cannot be built; construct nothing and call no factory."""
         ...
