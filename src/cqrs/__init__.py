@@ -52,6 +52,12 @@ if TYPE_CHECKING:
     from cqrs._internal.messages.responses import Response as Response
     from cqrs._internal.registry import EventMap as EventMap
     from cqrs._internal.registry import RequestMap as RequestMap
+    from cqrs._internal.serialization.deserializers import (
+        DeserializeProtobufError as DeserializeProtobufError,
+    )
+    from cqrs._internal.serialization.deserializers import (
+        ProtobufDeserializer as ProtobufDeserializer,
+    )
     from cqrs._internal.serialization.json import EventCodec as EventCodec
     from cqrs._internal.serialization.json import EventSerializer as EventSerializer
     from cqrs._internal.serialization.json import JsonEventSerializer as JsonEventSerializer
@@ -102,9 +108,13 @@ _LAZY: dict[str, str] = {
     "enter_scope": "cqrs._internal.di.scope",
     "RequestStream": "cqrs._internal.streaming",
     "StreamEvents": "cqrs._internal.streaming",
+    "ProtobufDeserializer": "cqrs._internal.serialization.deserializers",
+    "DeserializeProtobufError": "cqrs._internal.serialization.deserializers",
 }
 
 __all__ = [
+    "ProtobufDeserializer",
+    "DeserializeProtobufError",
     "RequestMediator",
     "StreamingRequestMediator",
     "EventMediator",

@@ -3,5 +3,15 @@
 from cqrs._internal.brokers.memory import CallbackMessageBroker as CallbackMessageBroker
 from cqrs._internal.brokers.memory import InMemoryMessageBroker as InMemoryMessageBroker
 from cqrs._internal.di.plain import StaticContainer as StaticContainer
+from cqrs._internal.testing.conformance import ConformanceError as ConformanceError
+from cqrs._internal.testing.conformance import ConformanceReport as ConformanceReport
+from cqrs._internal.testing.conformance import check_message_broker as check_message_broker
 
-__all__ = ["CallbackMessageBroker", "InMemoryMessageBroker", "StaticContainer"]
+__all__ = [
+    "CallbackMessageBroker",
+    "InMemoryMessageBroker",
+    "StaticContainer",
+    "ConformanceError",
+    "ConformanceReport",
+    "check_message_broker",
+]

@@ -243,6 +243,26 @@ SURFACE_4X: dict[str, list[str]] = {
     "cqrs.message_brokers": ["Message", "MessageBroker"],
     "cqrs.message_brokers.protocol": ["Message", "MessageBroker"],
     "cqrs.message_brokers.devnull": ["DevnullMessageBroker", "MESSAGE_BUS", "logger"],
+    "cqrs.message_brokers.amqp": ["AMQPMessageBroker"],
+    "cqrs.adapters": [],
+    "cqrs.adapters.amqp": [
+        "AMQPConsumer",
+        "AMQPPublisher",
+        "amqp_consumer_factory",
+        "amqp_publisher_factory",
+        "channel_pool_factory",
+        "connection_pool_factory",
+    ],
+    "cqrs.deserializers": [
+        "Deserializable",
+        "JsonDeserializer",
+        "DeserializeJsonError",
+        "ProtobufDeserializer",
+        "DeserializeProtobufError",
+    ],
+    "cqrs.deserializers.exceptions": ["DeserializeJsonError", "DeserializeProtobufError"],
+    "cqrs.deserializers.json": ["Deserializable", "JsonDeserializer", "logger"],
+    "cqrs.deserializers.protobuf": ["ProtoDeserializable", "ProtobufDeserializer", "logger"],
     "cqrs.middlewares": ["Middleware", "MiddlewareChain"],
     "cqrs.middlewares.base": [
         "HandleType",
@@ -286,6 +306,7 @@ HAS_ALL_4X = frozenset(
         "cqrs.middlewares",
         "cqrs.serializers",
         "cqrs.dispatcher",
+        "cqrs.deserializers",
     }
 )
 
@@ -293,6 +314,8 @@ HAS_ALL_4X = frozenset(
 EXTRA_OF: dict[str, str] = {
     "cqrs.container.dependency_injector": "dependency_injector",
     "cqrs.container.dishka": "dishka",
+    "cqrs.adapters.amqp": "aio_pika",
+    "cqrs.message_brokers.amqp": "aio_pika",
 }
 
 _SAGA = "saga area (later work)"
@@ -319,8 +342,6 @@ NOT_YET: dict[str, dict[str, str]] = {
         "SqlAlchemyOutboxedEventRepository": _OUTBOX,
         "EventProducer": "outbox event producer (cqrs.producer, outbox area, later work)",
         "ProtobufEventSerializer": _PROTOBUF,
-        "ProtobufDeserializer": _PROTOBUF,
-        "DeserializeProtobufError": _PROTOBUF,
         "Compressor": _COMPRESS,
         "ZlibCompressor": _COMPRESS,
         "rebind_outbox_model": _OUTBOX,
@@ -372,6 +393,8 @@ INCIDENTAL: dict[str, dict[str, str]] = {
         "SagaHandlerType": "module-private alias of 4.x for saga middleware signatures",
     },
     "cqrs.middlewares.logging": {"logger": _LOGGER},
+    "cqrs.deserializers.json": {"logger": _LOGGER},
+    "cqrs.deserializers.protobuf": {"logger": _LOGGER},
     "cqrs.serializers.default": {
         "Serializer": "module-private callable alias of 4.x (the type of default_serializer)",
         "encode_broker_payload": _WIRE,

@@ -16,7 +16,14 @@ matching class here also derives from that builtin, so ``except KeyError`` claus
      ├── NoBrokerError (RuntimeError)          a notification event but no message broker
      ├── EventCycleError (RuntimeError)        follow-up events nest deeper than the limit
      ├── EventHandlerCancelled (RuntimeError)  a handler raised CancelledError by itself
-     └── MissingExtraError (ImportError)       an optional dependency is not installed
+     ├── MissingExtraError (ImportError)       an optional dependency is not installed
+     ├── BrokerStateError (RuntimeError)       a broker used before open or after close
+     │    └── DeliverySettledError             a delivery acked or nacked twice
+     └── PublishError (ConnectionError)        the broker did not confirm a publish
+
+The broker errors live beside the brokers (``brokers/lifecycle.py``, ``brokers/delivery.py``,
+``brokers/amqp/producer.py``); the SSE job errors (``JobNotFound``, ``JobExpired``,
+``TooManyJobs``, ``ReplayGap``, ``BufferUnavailable``) beside the jobs in ``sse/``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""RabbitMQ through aio-pika: the 4.x adapters, the broker, and subscriptions for the runner."""

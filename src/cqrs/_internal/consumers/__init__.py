@@ -1,0 +1,1 @@
+"""Consumers: run an EventMediator from a broker subscription."""

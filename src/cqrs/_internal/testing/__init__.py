@@ -1,0 +1,1 @@
+"""Test helpers for users of cqrs: in-memory brokers and the broker conformance suite."""

@@ -1,0 +1,3 @@
+"""Broker client adapters (4.x package)."""
+
+__all__: list[str] = []
