@@ -21,13 +21,14 @@ from tests.integration.sse_support import (
     FINALLY,
     HOLD,
     PROCESSED,
+    Count,
     Message,
     client,
     make_mediator,
     parse_frames,
     watched,
 )
-from tests.support import wait_until_async
+from tests.support import PATIENCE, wait_until_async
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +39,6 @@ def _clear() -> None:
 
 
 def make_app(**buffer: Any) -> tuple[fastapi.FastAPI, StreamJobs]:
-    from tests.integration.sse_support import Count
-
     jobs = StreamJobs(make_mediator, buffer=MemoryReplayBuffer(**buffer), settings=SSESettings())
     app = fastapi.FastAPI()
     app.include_router(jobs_router(jobs, {"count": Count}))
@@ -138,13 +137,61 @@ async def test_an_expired_job_is_410_and_not_before_its_ttl() -> None:
     assert PROCESSED == [0]
 
 
-async def test_resuming_before_the_kept_frames_ends_with_an_error_frame() -> None:
+async def test_resuming_before_the_kept_frames_gets_a_gap_then_the_rest() -> None:
     app, jobs = make_app(max_frames=2)
     async with client(app) as http, jobs:
         url = await start(http, n=5)
         await http.get(url)
-        frames = parse_frames((await http.get(url, params={"last": "1"})).text)
-    assert frames[-1]["event"] == "error"
+        response = await http.get(url, params={"last": "1"})
+    assert response.status_code == 200
+    frames = parse_frames(response.text)
+    assert [(f["event"], f["id"]) for f in frames] == [
+        ("gap", "4"),
+        ("progress", "5"),
+        ("complete", "6"),
+    ]
+    assert frames[0]["data"] == {
+        "type": "gap",
+        "reason": "gap",
+        "first_id": 5,
+        "message": "Frames before 5 were dropped; continuing from 5.",
+    }
+    assert PROCESSED == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("last", ["6", "7", "9007199254740991"])
+async def test_resuming_at_or_past_the_end_gets_the_terminal_frame_again(last: str) -> None:
+    app, jobs = make_app()
+    async with client(app) as http, jobs:
+        url = await start(http, n=5)
+        await http.get(url)
+        response = await http.get(url, headers={"Last-Event-ID": last})
+    frames = parse_frames(response.text)
+    assert [(f["event"], f["id"]) for f in frames] == [("complete", "6")]
+    assert frames[0]["data"] == {"type": "complete", "items": 5}
+    assert PROCESSED == [0, 1, 2, 3, 4]
+
+
+async def test_a_follower_that_reads_nothing_for_three_windows_gets_a_gap_then_the_end() -> None:
+    max_frames = 4
+    _, jobs = make_app(max_frames=max_frames)
+    n = 2 + 3 * max_frames
+    async with jobs:
+        job_id = await jobs.start(Count(n=n, hold_at=2))
+        follower = jobs.follow(job_id, 0)
+        got = [await anext(follower) for _ in range(3)]  # start, items 0 and 1
+        await wait_until_async(HOLD.reached.is_set, "the handler to hold before item 2")
+        HOLD.release.set()  # the follower reads nothing while the job runs to its end
+        await wait_until_async(lambda: jobs.running == 0, "the job to end")
+        got += [frame async for frame in follower]
+    first_kept = n + 2 - max_frames  # ids 1..n are items, n+1 is complete
+    assert [f.event for f in got[:3]] == ["start", "progress", "progress"]
+    assert [f.id for f in got[1:3]] == [1, 2]
+    assert (got[3].event, got[3].id) == ("gap", first_kept - 1)
+    assert [f.id for f in got[4:]] == list(range(first_kept, n + 2))
+    assert [f.event for f in got[4:]] == ["progress"] * (max_frames - 1) + ["complete"]
+    assert len(got) == 3 + 1 + max_frames
+    assert list(range(n)) == PROCESSED
 
 
 async def test_cancelling_a_job_closes_its_handler_and_ends_the_stream() -> None:
@@ -171,17 +218,30 @@ async def test_a_failing_job_ends_with_a_safe_error_frame() -> None:
         url = await start(http, n=3, fail_at=1)
         frames = parse_frames((await http.get(url)).text)
         state = await jobs.state(url.split("/")[2])
+        url = await start(http, n=1)
+        assert parse_frames((await http.get(url)).text)[-1]["event"] == "complete"
+        done = await jobs.state(url.split("/")[2])
     assert frames[-1]["data"]["message"] == "The stream failed on the server."
-    assert state is JobState.DONE
+    assert state is JobState.FAILED
+    assert done is JobState.DONE
 
 
-async def test_closing_the_jobs_cancels_running_ones_and_leaves_no_task() -> None:
+async def test_closing_the_jobs_ends_running_ones_and_leaves_no_task() -> None:
     app, jobs = make_app()
     async with client(app) as http:
-        await start(http, n=100, hold_at=0)
+        url = await start(http, n=100, hold_at=0)
         await wait_until_async(HOLD.reached.is_set, "the job's handler to hold before item 0")
         assert jobs.running == 1
+        reading = asyncio.ensure_future(http.get(url))
+        await jobs.shutdown()
+        frames = parse_frames((await asyncio.wait_for(reading, PATIENCE)).text)
         await jobs.aclose()
+    assert [(f["event"], f.get("id")) for f in frames] == [("start", None), ("error", "1")]
+    assert frames[-1]["data"] == {
+        "type": "error",
+        "reason": "shutdown",
+        "message": "The server is shutting down.",
+    }
     assert FINALLY == ["finally"]
     assert PROCESSED == []
     assert jobs.running == 0

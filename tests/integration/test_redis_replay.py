@@ -35,12 +35,14 @@ import redis.exceptions
 
 import cqrs
 from cqrs._internal.errors import MissingExtraError
+from cqrs._internal.sse.frames import gap_frame
+from cqrs._internal.sse.jobs import MAX_EVENT_ID
 from cqrs.integrations.fastapi import (
+    BufferUnavailable,
     Frame,
     JobState,
     MemoryReplayBuffer,
     ReplayBuffer,
-    ReplayGap,
     StreamJobs,
 )
 from cqrs.integrations.redis_replay import RedisReplayBuffer
@@ -136,6 +138,15 @@ def complete(n: int) -> Frame:
     return Frame("complete", json.dumps({"type": "complete", "items": n - 1}), n)
 
 
+def error(n: int) -> Frame:
+    return Frame("error", json.dumps({"type": "error", "reason": "handler_failed"}), n)
+
+
+def reason(frame: Frame) -> str | None:
+    """The ``reason`` of an ``error`` or ``gap`` frame's JSON."""
+    return json.loads(frame.data).get("reason")
+
+
 async def collect(frames: AsyncIterator[Frame]) -> list[Frame]:
     async def run() -> list[Frame]:
         return [frame async for frame in frames]
@@ -208,7 +219,28 @@ async def check_replay_after(make_buffer: MakeBuffer) -> None:
     assert await collect(buffer.follow("job", 3)) == [item(4), item(5), complete(6)]
     assert await collect(buffer.follow("job", 0)) == [*map(item, range(1, 6)), complete(6)]
     assert await collect(buffer.follow("job", 5)) == [complete(6)]
-    assert await collect(buffer.follow("job", 6)) == []
+    # At or past the end of a finished job: the terminal frame again, never an empty stream.
+    assert await collect(buffer.follow("job", 6)) == [complete(6)]
+    assert await collect(buffer.follow("job", 100)) == [complete(6)]
+    # Past the last frame of a running job: nothing until the terminal frame, whatever its id.
+    await buffer.open("other")
+    await buffer.append("other", item(1))
+    waiting = asyncio.ensure_future(collect(buffer.follow("other", 10)))
+    await buffer.append("other", item(2))
+    await buffer.append("other", complete(3))
+    assert await waiting == [complete(3)]
+
+
+async def check_failed_state(make_buffer: MakeBuffer) -> None:
+    """A job whose terminal frame is an ``error`` is FAILED; its replay ends with that frame."""
+    buffer = make_buffer()
+    await buffer.open("job")
+    await buffer.append("job", item(1))
+    assert await buffer.state("job") is JobState.RUNNING
+    await buffer.append("job", error(2))
+    assert await buffer.state("job") is JobState.FAILED
+    assert await collect(buffer.follow("job", 0)) == [item(1), error(2)]
+    assert await collect(buffer.follow("job", 2)) == [error(2)]
 
 
 async def check_follow_live(make_buffer: MakeBuffer) -> None:
@@ -259,8 +291,17 @@ async def check_concurrent_readers(make_buffer: MakeBuffer) -> None:
     ]  # fmt: skip
 
 
+def split_gap(frames: list[Frame]) -> tuple[Frame, int, list[Frame]]:
+    """``[gap, first, ...]`` -> (the gap frame, the first kept id, the frames from it)."""
+    assert len(frames) >= 2, frames
+    first = frames[1].id
+    assert first is not None, frames
+    return frames[0], first, frames[1:]
+
+
 async def check_replay_gap(make_buffer: MakeBuffer) -> None:
-    """Resuming before the oldest kept frame raises ReplayGap; the last max_frames are kept.
+    """Resuming before the oldest kept frame gives a ``gap`` frame, then every frame kept;
+    the last max_frames are kept.
 
     (Redis trims with ``MAXLEN ~``, which keeps at least max_frames: 500 frames are enough
     for the first ones to be dropped with Redis's default of 100 entries per stream node.)
@@ -270,9 +311,32 @@ async def check_replay_gap(make_buffer: MakeBuffer) -> None:
     for n in range(1, 501):
         await buffer.append("job", item(n))
     await buffer.append("job", complete(501))
-    with pytest.raises(ReplayGap):
-        await collect(buffer.follow("job", 0))
+    gap, first, kept = split_gap(await collect(buffer.follow("job", 0)))
+    assert 1 < first <= 497
+    assert gap == gap_frame(first)
+    assert reason(gap) == "gap"
+    assert kept == [*map(item, range(first, 501)), complete(501)]
     assert await collect(buffer.follow("job", 496)) == [*map(item, range(497, 501)), complete(501)]
+
+
+async def check_falling_behind(make_buffer: MakeBuffer) -> None:
+    """A live reader that falls more than max_frames behind gets a ``gap`` frame where its
+    unread frames were dropped and goes on to the end: a slow reader never fails."""
+    buffer = make_buffer(max_frames=5)
+    await buffer.open("job")
+    await buffer.append("job", item(1))
+    reader = buffer.follow("job", 0)
+    try:
+        assert await anext(reader) == item(1)
+        for n in range(2, 1000):  # the reader holds still while the writer moves on
+            await buffer.append("job", item(n))
+        await buffer.append("job", complete(1000))
+        gap, first, kept = split_gap(await collect(reader))
+    finally:
+        await reader.aclose()
+    assert 2 < first <= 996
+    assert gap == gap_frame(first)
+    assert kept == [*map(item, range(first, 1000)), complete(1000)]
 
 
 async def check_unknown_job(make_buffer: MakeBuffer) -> None:
@@ -287,9 +351,11 @@ async def check_unknown_job(make_buffer: MakeBuffer) -> None:
 CHECKS: dict[str, Callable[[MakeBuffer], Awaitable[None]]] = {
     "states": check_states,
     "replay_after": check_replay_after,
+    "failed_state": check_failed_state,
     "follow_live": check_follow_live,
     "concurrent_readers": check_concurrent_readers,
     "replay_gap": check_replay_gap,
+    "falling_behind": check_falling_behind,
     "unknown_job": check_unknown_job,
 }
 
@@ -394,24 +460,29 @@ async def test_gap_boundary_is_the_oldest_kept_entry(
     oldest = int(oldest_id.split(b"-")[0])
     assert 1 < oldest <= 391  # MAXLEN ~ dropped whole nodes and kept at least 10 frames
     kept = await collect(buffer.follow("job", oldest - 1))
-    assert [frame.id for frame in kept] == list(range(oldest, 401))
-    with pytest.raises(ReplayGap, match=f"oldest kept is {oldest}"):
-        await collect(buffer.follow("job", oldest - 2))
+    assert [frame.id for frame in kept] == list(range(oldest, 401))  # no gap frame
+    assert await collect(buffer.follow("job", oldest - 2)) == [gap_frame(oldest), *kept]
 
 
-async def test_reader_falling_behind_the_trimming_gets_a_gap(
-    client: redis.asyncio.Redis, prefix: str
-) -> None:
-    buffer = RedisReplayBuffer(client, prefix=prefix, max_frames=5)
+async def test_id_jumps_are_not_gaps(client: redis.asyncio.Redis, prefix: str) -> None:
+    """Ids may skip numbers: only frames that were stored and trimmed make a gap frame."""
+    buffer = RedisReplayBuffer(client, prefix=prefix)
     await buffer.open("job")
-    for n in range(1, 11):
+    for n in (3, 7, 8, 20):
         await buffer.append("job", item(n))
-    reader = buffer.follow("job", 0)
-    assert await anext(reader) == item(1)
-    for n in range(11, 1000):  # the reader holds still while the writer moves on
-        await buffer.append("job", item(n))
-    with pytest.raises(ReplayGap):
-        await collect(reader)
+    await buffer.append("job", complete(30))
+    everything = [item(3), item(7), item(8), item(20), complete(30)]
+    assert await collect(buffer.follow("job", 0)) == everything
+    assert await collect(buffer.follow("job", 5)) == everything[1:]
+    assert await collect(buffer.follow("job", 12)) == everything[3:]
+    # A writer that did not open the job (no local record of the last id) works the same.
+    other = RedisReplayBuffer(client, prefix=prefix)
+    await buffer.open("shared")
+    for n in (2, 5, 6):
+        await other.append("shared", item(n))
+    await other.append("shared", complete(9))
+    assert await collect(buffer.follow("shared", 0)) == [item(2), item(5), item(6), complete(9)]
+    assert await collect(buffer.follow("shared", 3)) == [item(5), item(6), complete(9)]
 
 
 async def test_follow_across_buffer_instances(prefix: str) -> None:
@@ -462,10 +533,13 @@ async def test_follow_waits_without_busy_looping(prefix: str) -> None:
         await counting.aclose()
 
 
-async def test_follower_stops_when_the_job_keys_vanish(
+async def test_keys_lost_while_running_end_the_job_with_an_error_frame(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:
-    """A running job whose writer died expires after running_ttl; followers then stop."""
+    """Redis loses a running job's keys (a restart without persistence, an eviction): its
+    follower ends with an error frame, the writer's next append raises BufferUnavailable,
+    and the buffer stores a failed log that readers coming later get an error frame from."""
+    tasks_before = len(asyncio.all_tasks())
     counting = CountingRedis.connect()
     buffer = RedisReplayBuffer(counting, prefix=prefix, block_ms=100)
     try:
@@ -477,11 +551,27 @@ async def test_follower_stops_when_the_job_keys_vanish(
             lambda: seen == [item(1)] and counting.xreads,
             "the follower to read frame 1 and wait in XREAD for more",
         )
-        await client.delete(f"{prefix}job", f"{prefix}job:state")  # what the expiry does
+        await client.delete(f"{prefix}job", f"{prefix}job:state", f"{prefix}job:lease")
         await asyncio.wait_for(reader, PATIENCE)
-        assert seen == [item(1)]
-        assert await buffer.state("job") is JobState.UNKNOWN
+        assert [(frame.event, frame.id) for frame in seen] == [("progress", 1), ("error", 2)]
+        assert reason(seen[-1]) == "buffer_unavailable"
+
+        with pytest.raises(BufferUnavailable, match="lost the frames of job job"):
+            await buffer.append("job", item(2))
+        with pytest.raises(BufferUnavailable, match="already failed"):
+            await buffer.append("job", item(3))
+
+        async def failed() -> bool:
+            return await buffer.state("job") is JobState.FAILED
+
+        await wait_until_async(failed, "the buffer to store the failed log of job")
+        later = await collect(buffer.follow("job", 0))
+        assert [(frame.event, frame.id) for frame in later] == [("gap", 1), ("error", 2)]
+        assert reason(later[-1]) == "buffer_unavailable"
+        assert await collect(buffer.follow("job", 1)) == later[1:]
+        assert len(asyncio.all_tasks()) == tasks_before  # the lease task and the recorder ended
     finally:
+        await buffer.aclose()
         await counting.aclose()
 
 
@@ -505,11 +595,89 @@ async def test_append_rules(client: redis.asyncio.Redis, prefix: str) -> None:
     with pytest.raises(ValueError, match="integer id"):
         await buffer.append("job", Frame("progress", "{}"))
     await buffer.append("job", item(1))
-    with pytest.raises(redis.exceptions.ResponseError):
-        await buffer.append("job", item(1))  # ids must increase
-    await buffer.append("job", complete(2))
-    await buffer.append("job", Frame("error", "{}", 3))  # after the end: ignored
-    assert await collect(buffer.follow("job", 0)) == [item(1), complete(2)]
+    with pytest.raises(ValueError, match="ids must increase"):
+        await buffer.append("job", Frame("progress", '{"n": "not 1"}', 1))
+    await buffer.append("job", item(3))
+    with pytest.raises(ValueError, match=r"not after the last stored frame \(3\)"):
+        await buffer.append("job", item(2))  # below the last id, never stored
+    await buffer.append("job", complete(4))
+    await buffer.append("job", Frame("error", "{}", 5))  # after the end: ignored
+    await buffer.append("job", Frame("error", "{}", 4))  # after the end: ignored
+    assert await collect(buffer.follow("job", 0)) == [item(1), item(3), complete(4)]
+    assert await buffer.state("job") is JobState.DONE
+
+
+async def test_a_retried_append_is_stored_once(client: redis.asyncio.Redis, prefix: str) -> None:
+    """Sending an append again (its reply was lost) finds the frame stored: success, no copy."""
+    buffer = RedisReplayBuffer(client, prefix=prefix)
+    await buffer.open("job")
+    for n in (1, 2, 2, 1, 3, 3):  # each frame again right away, and an older one again
+        await buffer.append("job", item(n))
+    await buffer.append("job", complete(4))
+    await buffer.append("job", complete(4))  # the terminal frame too, after the job ended
+    entries: Any = await client.xrange(f"{prefix}job")
+    assert [entry_id for entry_id, _ in entries] == [b"1-0", b"2-0", b"3-0", b"4-0"]
+    assert await collect(buffer.follow("job", 0)) == [item(1), item(2), item(3), complete(4)]
+    assert await buffer.state("job") is JobState.DONE
+
+
+async def test_ids_up_to_max_event_id(client: redis.asyncio.Redis, prefix: str) -> None:
+    """The largest ids a client may send (2**53 - 1) work everywhere: stored, replayed, waited
+    on with XREAD, resumed past, and as the id the Lua script computes for a writer_lost."""
+    top = MAX_EVENT_ID
+    writer = RedisReplayBuffer(client, prefix=prefix, lease=0.5, block_ms=200)
+    reader = RedisReplayBuffer(client, prefix=prefix, block_ms=200)
+    await writer.open("job")
+    waiting = asyncio.ensure_future(collect(reader.follow("job", top)))
+    await writer.append("job", item(top - 2))
+    await writer.append("job", item(top - 1))
+    assert await reader.state("job") is JobState.RUNNING
+    await writer.aclose()  # stops renewing the lease, as a writer that died would
+
+    async def failed() -> bool:
+        return await reader.state("job") is JobState.FAILED
+
+    await wait_until_async(failed, "the job to be declared lost once its 0.5 s lease ran out")
+    replay = await collect(reader.follow("job", 0))
+    assert [frame.id for frame in replay] == [top - 2, top - 1, top]
+    assert replay[:2] == [item(top - 2), item(top - 1)]
+    assert reason(replay[-1]) == "writer_lost"
+    assert await collect(reader.follow("job", top)) == replay[-1:]
+    assert await collect(reader.follow("job", top - 1)) == replay[-1:]
+    assert await waiting == replay[-1:]
+    entries: Any = await client.xrange(f"{prefix}job")
+    assert [entry_id for entry_id, _ in entries] == [
+        f"{n}-0".encode() for n in range(top - 2, top + 1)
+    ]
+    await reader.aclose()
+
+
+async def test_lease_is_renewed_while_a_quiet_job_runs_and_dropped_at_its_end(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    tasks_before = len(asyncio.all_tasks())
+    buffer = RedisReplayBuffer(client, prefix=prefix, lease=3.0)
+    lease_key = f"{prefix}job:lease"
+    await buffer.open("job")
+    assert 0 < await client.pttl(lease_key) <= 3000
+    renewals: list[int] = []
+    seen = [await client.pttl(lease_key)]
+
+    async def renewed_three_times() -> bool:
+        pttl = await client.pttl(lease_key)
+        if pttl > seen[-1]:
+            renewals.append(pttl)
+        seen.append(pttl)
+        return len(renewals) >= 3
+
+    await wait_until_async(renewed_three_times, "the writer to renew its lease three times")
+    assert min(seen) > 0  # it never ran out
+    assert await buffer.state("job") is JobState.RUNNING
+    assert len(asyncio.all_tasks()) == tasks_before + 1  # the lease task of the open job
+    await buffer.append("job", complete(1))
+    assert await client.exists(lease_key) == 0
+    assert len(asyncio.all_tasks()) == tasks_before
+    await buffer.aclose()
 
 
 async def test_job_ids_with_a_colon_are_refused(client: redis.asyncio.Redis, prefix: str) -> None:
@@ -584,15 +752,29 @@ async def test_short_socket_timeout_of_a_given_client_is_tolerated(prefix: str) 
         await impatient.aclose()
 
 
-async def test_redis_outage_raises_connection_error() -> None:
-    buffer = RedisReplayBuffer(url="redis://127.0.0.1:1/0")  # nothing listens on port 1
+async def test_redis_outage_raises_buffer_unavailable_after_the_deadline() -> None:
+    """Every call retries for outage_deadline, then raises BufferUnavailable naming Redis,
+    its url without the password, and the deadline."""
+    deadline = 0.3
+    buffer = RedisReplayBuffer(  # nothing listens on port 1
+        url="redis://cqrs:s3cret@127.0.0.1:1/0?password=s3cret", outage_deadline=deadline
+    )
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "state": lambda: buffer.state("job"),
+        "open": lambda: buffer.open("job"),
+        "append": lambda: buffer.append("job", item(1)),
+        "follow": lambda: collect(buffer.follow("job", 0)),
+    }
     try:
-        with pytest.raises(redis.exceptions.ConnectionError):
-            await buffer.state("job")
-        with pytest.raises(redis.exceptions.ConnectionError):
-            await buffer.open("job")
-        with pytest.raises(redis.exceptions.ConnectionError):
-            await collect(buffer.follow("job", 0))
+        for name, call in calls.items():
+            started = time.monotonic()
+            with pytest.raises(BufferUnavailable) as caught:
+                await call()
+            assert time.monotonic() - started >= deadline, f"{name} gave up before the deadline"
+            message = str(caught.value)
+            assert "Redis at redis://cqrs@127.0.0.1:1/0 stayed unreachable for 0.3 s" in message
+            assert "s3cret" not in message
+            assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
     finally:
         await buffer.aclose()
 
@@ -605,7 +787,13 @@ def test_missing_redis_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_bad_settings_are_refused() -> None:
-    for settings in ({"ttl": 0}, {"max_frames": 0}, {"block_ms": 0}):
+    for settings in (
+        {"ttl": 0},
+        {"max_frames": 0},
+        {"block_ms": 0},
+        {"outage_deadline": 0},
+        {"lease": -1},
+    ):
         with pytest.raises(ValueError, match="must be"):
             RedisReplayBuffer(**settings)  # type: ignore[arg-type]
 

@@ -30,6 +30,7 @@ def test_every_public_area_has_its_check_module() -> None:
         "check_fastapi",
         "check_maps",
         "check_publisher",
+        "check_redis_buffer",
         "check_send",
         "check_stream",
     ]

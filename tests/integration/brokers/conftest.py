@@ -13,7 +13,6 @@ RABBIT_URL = f"amqp://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}/"
 NEEDS_RABBIT = f"no RabbitMQ server reachable on {RABBIT_HOST}:{RABBIT_PORT}"
 
 
-
 def rabbit_reachable() -> bool:
     try:
         with socket.create_connection((RABBIT_HOST, RABBIT_PORT), timeout=0.5):
