@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from benchmarks import jobs_scale, latency, memory, redis_jobs, sse, startup, throughput
+from benchmarks import brokers, jobs_scale, latency, memory, redis_jobs, sse, startup, throughput
 from benchmarks.report import Row, failed_row, format_table, write_json
 from benchmarks.settings import FULL, QUICK, Settings
 
@@ -30,6 +30,7 @@ ASYNC_CASES: tuple[tuple[str, AsyncCase], ...] = (
     ("memory", memory.memory_rows),
     ("jobs at scale", jobs_scale.jobs_scale_rows),
     ("redis jobs", redis_jobs.redis_jobs_rows),
+    ("rabbitmq", brokers.broker_rows),
 )
 
 
