@@ -46,7 +46,7 @@ FULL = Settings(
     memory_items=10_000,
     sse_items=2_000,
     sse_requests=5,
-    sse_rounds=9,
+    sse_rounds=25,
     disconnect_runs=20,
     disconnect_wait_s=2.0,
 )

@@ -9,13 +9,17 @@ process. The server is always terminated at the end (terminate, wait, kill), eve
 * **Server CPU per item**: ``K`` requests of ``N`` items each, on one keep-alive connection;
   the server's CPU time (the sum over its threads of ``/proc/<pid>/task/*/schedstat``, in ns;
   ``/proc/<pid>/stat`` utime+stime in clock ticks where schedstat is missing; ``psutil``
-  without ``/proc``) before and after, divided by ``K * N``. Ours is ``/ours`` (the library:
-  ``sse_response(mediator.stream(cmd), heartbeat=None)``), the baseline a hand-written
-  endpoint (``/hand``: serializes each item with ``model_dump_json()`` and writes the same
-  frames); ``/raw`` (a plain ``StreamingResponse`` of exactly the same bytes, precomputed, one
-  chunk per frame) is information in the note. Rounds alternate raw, ours and hand after a
-  warmup of each; the medians are
-  reported, and the wall throughput (items/s as the client reads them) as a second row.
+  without ``/proc``) before and after, divided by ``K * N``. Ours is ``/ours`` (the library
+  with its default settings: ``sse_response(mediator.stream(cmd))``, heartbeat on), the
+  baseline a hand-written endpoint (``/hand``: serializes each item with
+  ``model_dump_json()`` and writes the same frames). Information in the note: ``/raw`` (a
+  plain ``StreamingResponse`` of exactly the same bytes, precomputed, one chunk per frame)
+  and ``/ours-no-beat`` (ours with ``heartbeat=None``: what the heartbeat costs per item).
+  After a warmup of each, every round measures each path once, in an order that rotates
+  from round to round (so no path always runs first after a pause); the reported values are
+  the medians over the rounds, and the percentages the medians of the per-round ratios
+  (each pairs measurements taken moments apart, which cancels the machine's slow drift).
+  The wall throughput (items/s as the client reads them) is a second row.
 * **Disconnect to ``finally``**: a raw socket POSTs to a stream whose handler yields one item
   and then waits in ``try/finally``; once the item's frame has arrived the client closes the
   socket. Latency = the server's ``time.monotonic()`` in the ``finally`` minus the client's
@@ -233,28 +237,40 @@ def _run(
     return _Sample(clock() - cpu, wall)
 
 
+def _paired_percent(ours: list[float], base: list[float]) -> float:
+    """The median over rounds of how much ``ours`` is over ``base`` in the same round, in %."""
+    return statistics.median((o - b) / b * 100 for o, b in zip(ours, base, strict=True))
+
+
 def throughput_rows(server: Server, client: httpx.Client, settings: Settings) -> list[Row]:
-    """Server CPU per item (target: ≤ 3 % over the raw response) and wall items/s (info)."""
+    """Server CPU per item (target: ≤ 3 % over the hand-written endpoint) and wall items/s
+    (info)."""
     n, k, rounds = settings.sse_items, settings.sse_requests, settings.sse_rounds
     clock_name, clock = cpu_clock(server.process.pid)
     body = prime(client, n)
-    samples: dict[str, list[_Sample]] = {"/raw": [], "/ours": [], "/hand": []}
-    for path in samples:  # warmup
+    paths = ["/raw", "/ours", "/hand", "/ours-no-beat"]
+    samples: dict[str, list[_Sample]] = {path: [] for path in paths}
+    for path in paths:  # warmup
         _run(client, clock, path, n, k, len(body))
-    for _ in range(rounds):
-        for path, taken in samples.items():
-            taken.append(_run(client, clock, path, n, k, len(body)))
+    for round_ in range(rounds):
+        shift = round_ % len(paths)
+        for path in paths[shift:] + paths[:shift]:
+            samples[path].append(_run(client, clock, path, n, k, len(body)))
     items = n * k
-    ours_cpu = [s.cpu_ns / items / 1000 for s in samples["/ours"]]
-    raw_cpu = [s.cpu_ns / items / 1000 for s in samples["/raw"]]
-    hand_cpu = [s.cpu_ns / items / 1000 for s in samples["/hand"]]
+
+    def cpu_us(path: str) -> list[float]:
+        return [s.cpu_ns / items / 1000 for s in samples[path]]
+
+    ours_cpu, raw_cpu, hand_cpu = cpu_us("/ours"), cpu_us("/raw"), cpu_us("/hand")
+    no_beat_cpu = cpu_us("/ours-no-beat")
     ours_rate = [items / (s.wall_ns / 1e9) for s in samples["/ours"]]
     raw_rate = [items / (s.wall_ns / 1e9) for s in samples["/raw"]]
     ours_us, raw_us = statistics.median(ours_cpu), statistics.median(raw_cpu)
-    hand_us = statistics.median(hand_cpu)
-    percent = (ours_us - raw_us) / raw_us * 100
-    hand_percent = (ours_us - hand_us) / hand_us * 100
-    shape = f"{k} requests x {n} items, median of {rounds} rounds"
+    hand_us, no_beat_us = statistics.median(hand_cpu), statistics.median(no_beat_cpu)
+    percent = _paired_percent(ours_cpu, raw_cpu)
+    hand_percent = _paired_percent(ours_cpu, hand_cpu)
+    beat_percent = _paired_percent(ours_cpu, no_beat_cpu)
+    shape = f"{k} requests x {n} items, {rounds} rounds"
     details: dict[str, Any] = {
         "items_per_request": n,
         "requests_per_round": k,
@@ -267,6 +283,9 @@ def throughput_rows(server: Server, client: httpx.Client, settings: Settings) ->
         "hand_written_cpu_us": hand_us,
         "hand_written_cpu_samples_us": hand_cpu,
         "overhead_percent_over_hand_written": hand_percent,
+        "no_heartbeat_cpu_us": no_beat_us,
+        "no_heartbeat_cpu_samples_us": no_beat_cpu,
+        "heartbeat_percent": beat_percent,
         "ours_items_per_s_samples": ours_rate,
         "baseline_items_per_s_samples": raw_rate,
     }
@@ -279,8 +298,11 @@ def throughput_rows(server: Server, client: httpx.Client, settings: Settings) ->
             target=Target("percent", 3.0),
             note=(
                 f"baseline: a hand-written endpoint serializing each item (model_dump_json) and "
-                f"writing the same frames, ours {hand_percent:+.1f} % over it; {shape}; "
-                f"info: raw precomputed bytes {raw_us:.3f} µs, ours {percent:+.1f} % over them"
+                f"writing the same frames, ours (default settings, heartbeat on) "
+                f"{hand_percent:+.1f} % over it (median of per-round ratios); {shape}; "
+                f"info: raw precomputed bytes {raw_us:.3f} µs, ours {percent:+.1f} % over "
+                f"them; heartbeat=None {no_beat_us:.3f} µs, the heartbeat's bookkeeping "
+                f"{beat_percent:+.1f} %"
             ),
             details=details,
         ),

@@ -9,14 +9,17 @@ the in-memory message broker and the in-memory replay buffer.
   with ``EventSource`` and resumes it after a reload.
 * ``POST /jobs/process-orders`` starts a job (``{"job_id", "events_url"}``);
   ``GET /jobs/{job_id}/events`` streams it, resuming after ``Last-Event-ID`` or ``?last=N``
-  (``cqrs.integrations.fastapi.jobs_router``). A reconnect never runs the command again. An
-  order id starting with ``REJECT`` makes the handler fail: the stream ends with an ``error``
-  frame that carries a safe message.
+  (``cqrs.integrations.fastapi.jobs_router``). A reconnect never runs the command again. The
+  warehouse rejects an order id starting with ``REJECT``: the stream ends with an ``error``
+  frame whose message names the order and the reason (``OrderRejected`` is one of the
+  ``safe_errors``); any other failure would send only a generic message.
 * ``POST /process-files``: the endpoint of the "FastAPI Integration" page, as written there.
 * ``GET /api/stats``: what was processed, handled, published, and every events connection.
 
-``DEMO_ITEM_DELAY`` sets the seconds of work per item (default 0.4). Ctrl+C cancels the
-running jobs (their pages show "The job was cancelled.") and stops the server.
+``DEMO_ITEM_DELAY`` sets the seconds of work per item (default 0.4). Ctrl+C or SIGTERM stops
+the server gracefully (``SSEShutdown`` in the lifespan): running jobs are stopped and every
+open stream ends with an ``error`` frame with the reason ``shutdown`` (the pages show "The
+server is shutting down."), so the server does not wait for the jobs to finish.
 
 Test hook: ``GET /jobs/{job_id}/events?drop_after=N`` ends a connection that came without a
 ``Last-Event-ID`` header after its N-th item, without a terminal frame, as a dropped
@@ -29,7 +32,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
@@ -46,6 +48,7 @@ from di.dependent import Dependent
 from examples.demo_app.domain import (
     DemoSettings,
     Ledger,
+    OrderRejected,
     ProcessFilesCommand,
     ProcessOrders,
     commands_mapper,
@@ -58,6 +61,7 @@ from cqrs.integrations.fastapi import (
     MemoryReplayBuffer,
     SSEResponse,
     SSESettings,
+    SSEShutdown,
     StreamJobs,
     jobs_router,
 )
@@ -84,15 +88,20 @@ orders_mediator = bootstrap.bootstrap_streaming(
     concurrent_event_handle_enable=True,
 )
 
-# A dropped connection comes back after retry_ms: 1 s instead of the default 3 s.
+# A dropped connection comes back after retry_ms: 1 s instead of the default 3 s. A rejected
+# order's message is for the client (it names the order and why); other errors stay generic.
 jobs = StreamJobs(
-    orders_mediator, buffer=MemoryReplayBuffer(ttl=600), settings=SSESettings(retry_ms=1000)
+    orders_mediator,
+    buffer=MemoryReplayBuffer(ttl=600),
+    settings=SSESettings(retry_ms=1000, safe_errors=(OrderRejected,)),
 )
 
 
 @contextlib.asynccontextmanager
 async def lifespan(_: fastapi.FastAPI) -> AsyncIterator[None]:
-    async with jobs:  # cancels the jobs still running at shutdown
+    # On SIGTERM/Ctrl+C: stops the running jobs and ends every open stream with a
+    # "shutdown" error frame, so that uvicorn's graceful shutdown does not wait for them.
+    async with SSEShutdown(jobs):
         yield
 
 
@@ -145,6 +154,36 @@ async def process_files_stream(
         media_type="text/event-stream",
     )
 # fmt: on
+
+# The endpoint above answers with an event stream of data-only events (its decorator, as
+# written on the page, would document JSON): say so in the OpenAPI schema.
+_files_route = next(
+    route
+    for route in app.routes
+    if isinstance(route, fastapi.routing.APIRoute) and route.path == "/process-files"
+)
+_files_route.response_class = fastapi.responses.StreamingResponse
+_files_route.responses = {
+    200: {
+        "description": "start, one progress event per file, complete (data-only events)",
+        "content": {
+            "text/event-stream": {
+                "itemSchema": {
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {
+                        "event": {"const": "message"},
+                        "data": {"type": "string", "contentMediaType": "application/json"},
+                    },
+                }
+            }
+        },
+    },
+    400: {
+        "description": "The body could not be read as JSON (e.g. it is not UTF-8).",
+        "content": {"application/json": {"schema": {"type": "object", "required": ["detail"]}}},
+    },
+}
 
 
 # -- resumable jobs ------------------------------------------------------------------------
@@ -239,20 +278,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "8000")))
     args = parser.parse_args(argv)
     print(f"cqrs demo: open http://{args.host}:{args.port}/  (Ctrl+C stops it)", flush=True)
-    _Server(uvicorn.Config(app, host=args.host, port=args.port)).run()
-
-
-class _Server(uvicorn.Server):
-    """Cancels the running jobs first when asked to stop (Ctrl+C).
-
-    uvicorn lets open responses finish before it stops, and the stream of a running job ends
-    only with the job: without this, Ctrl+C would wait for every job a page is watching. A
-    cancelled job ends its streams with an ``error`` frame ("The job was cancelled.").
-    """
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        await jobs.aclose()
-        await super().shutdown(sockets)
+    uvicorn.run(app, host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ Two streaming commands:
 
 * ``ProcessOrders``: one ``OrderProcessed`` per order. Per order the handler emits two domain
   events (``OrderShipped``, ``InvoiceIssued``, handled in this process) and one notification
-  event (``order_shipped``, published to the message broker). An order whose id starts with
-  ``REJECT`` makes the handler fail (``OrderRejected``), to show how a failure reaches a client.
+  event (``order_shipped``, published to the message broker). The warehouse refuses an order
+  whose id starts with ``REJECT``: the handler raises ``OrderRejected``, a domain error whose
+  message is meant for the client (the app lists it in ``SSESettings.safe_errors``), so the
+  page shows which order was refused and why.
 * ``ProcessFilesCommand``: the command of the "FastAPI Integration" page, one
   ``FileProcessed`` per file, with a ``FileScanned`` domain event and a ``file_processed``
   notification per file.
@@ -58,7 +60,13 @@ class Ledger:
 
 
 class OrderRejected(Exception):
-    """The warehouse refused an order; the stream ends with an ``error`` frame."""
+    """The warehouse refused an order. Its message names the order and the reason, for the
+    client: the stream ends with an ``error`` frame that carries it."""
+
+    def __init__(self, order_id: str, reason: str) -> None:
+        super().__init__(f"Order {order_id} was rejected: {reason}.")
+        self.order_id = order_id
+        self.reason = reason
 
 
 class ProcessOrders(cqrs.Request):
@@ -117,7 +125,7 @@ class ProcessOrdersHandler(
         for position, order_id in enumerate(request.order_ids, start=1):
             await asyncio.sleep(self._settings.item_delay)  # the work for one order
             if order_id.startswith("REJECT"):
-                raise OrderRejected(f"the warehouse rejected order {order_id}")
+                raise OrderRejected(order_id, "the warehouse has no stock for it")
             self._ledger.processed[order_id] += 1
             self._events.append(OrderShipped(order_id=order_id))
             self._events.append(InvoiceIssued(order_id=order_id, amount=10.0 * position))

@@ -315,21 +315,73 @@ async def test_a_dropped_connection_reconnects_with_last_event_id(
     assert (await saved_job(page))["reconnects"] == 1
 
 
-async def test_a_failing_job_shows_the_error_frame(server: Server, page: Page) -> None:
+async def test_a_rejected_order_shows_which_and_why_and_the_bar_turns_red(
+    server: Server, page: Page
+) -> None:
     await page.goto(server.url)
     await page.check("#reject")
     job_id = await start_batch(page, 4)
 
     error = page.locator("#error")
     await expect(error).to_be_visible()
-    await expect(error).to_have_text("The stream failed on the server.")
+    rejected = (await saved_job(page))["orderIds"][3]
+    assert rejected.startswith("REJECT-")
+    # OrderRejected is one of the demo's safe_errors: the reason reaches the page
+    await expect(error).to_have_text(
+        f"Order {rejected} was rejected: the warehouse has no stock for it."
+    )
     await expect(page.locator("#status")).to_have_text("Failed")
     await expect(page.locator("#percent")).to_have_text("75 %")
+    await expect(page.locator("#progress")).to_have_attribute("data-state", "failed")
+    # the bar's fill is the page's red (--bad: #c92a2a), no longer the blue gradient
+    bar = page.locator("#bar")
+    assert await bar.evaluate("e => getComputedStyle(e).backgroundImage") == "none"
+    assert await bar.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(201, 42, 42)"
     await expect(page.locator("#summary")).to_be_hidden()
     await expect(page.locator("#start")).to_be_enabled()
     shown = await rows(page)
-    assert [row["position"] for row in shown] == [1, 2, 3]
+    assert [row["position"] for row in shown] == [1, 2, 3, 4]
+    assert shown[3]["order"] == rejected
+    assert shown[3]["chips"] == ["rejected"]
 
-    seen = await assert_processed_once(server, [row["order"] for row in shown])
+    seen = await assert_processed_once(server, [row["order"] for row in shown[:3]])
     assert job_connections(seen, job_id) == [(None, None, None)]
     assert not any(order.startswith("REJECT") for order in seen["processed"])
+
+    # after a reload the page still shows the failure, the reason and the red bar
+    await page.reload()
+    await expect(error).to_have_text(
+        f"Order {rejected} was rejected: the warehouse has no stock for it."
+    )
+    await expect(page.locator("#progress")).to_have_attribute("data-state", "failed")
+    assert [row["order"] for row in await rows(page)] == [row["order"] for row in shown]
+
+
+async def test_the_page_fits_a_390_px_phone(server: Server, page: Page) -> None:
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.goto(server.url)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await start_batch(page, 3)
+    await assert_completed(page, 3)
+    await wait_for_animations(page)
+    # the widest state: the run card, the summary, the rows with their chips, the legend
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    overflowing = await page.evaluate(
+        "[...document.querySelectorAll('body *')]"
+        ".filter(e => e.getBoundingClientRect().right > 390).map(e => e.outerHTML.slice(0, 80))"
+    )
+    assert overflowing == []
+
+
+async def test_the_order_count_survives_a_reload(server: Server, page: Page) -> None:
+    await page.goto(server.url)
+    await expect(page.locator("#count")).to_have_value("8")
+    await page.fill("#count", "13")
+    await page.reload()
+    await expect(page.locator("#count")).to_have_value("13")
+    # and the count of a started batch, too
+    job_id = await start_batch(page, 2)
+    await assert_completed(page, 2)
+    await page.reload()
+    await expect(page.locator("#count")).to_have_value("2")
+    await expect(page.locator("#job-id")).to_have_text(job_id)

@@ -1,25 +1,44 @@
-"""Shared pieces of the SSE tests: a streaming command, an app, and an SSE frame parser.
+"""Shared pieces of the SSE tests: streaming commands, apps, and an SSE frame parser.
 
 Tests order things by events, never by time: a ``Count`` with ``hold_at=i`` stops before item
 ``i`` until the test releases it (:data:`HOLD`), and :func:`watched` records what an app
 sends, so a test waits for "the handler is held" or "the headers are out" instead of sleeping.
+
+A ``Linger`` handler yields its items and then (with ``linger``) waits until it is closed;
+it records its tag in :data:`STARTED` (and in :data:`FINISHED` if its body ends by itself); its
+``finally`` records it in :data:`CLEANING`, awaits, then records it in :data:`ENDED`. In the
+uvicorn process of :func:`shutdown_app` each record is also printed (``handler <what>:
+<tag>``), where the test reads the server's output.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import di
+import fastapi
 import httpx
 
 import cqrs
+from cqrs.integrations.fastapi import SSEShutdown, StreamJobs, jobs_router, sse_response
 from cqrs.requests import bootstrap
 
 PROCESSED: list[int] = []
 FINALLY: list[str] = []
+STARTED: list[str] = []
+"""Tags of the ``Linger`` handlers that started."""
+FINISHED: list[str] = []
+"""Tags of the ``Linger`` handlers whose body ended by itself (not cut by a close)."""
+CLEANING: list[str] = []
+"""Tags of the ``Linger`` handlers that entered their ``finally``."""
+ENDED: list[str] = []
+"""Tags of the ``Linger`` handlers whose ``finally`` ran to its end."""
+PRINT_ENDS = os.environ.get("CQRS_TEST_PRINT_ENDS") == "1"
 
 
 class Hold:
@@ -74,8 +93,42 @@ class CountHandler(cqrs.StreamingRequestHandler[Count, Counted]):
             FINALLY.append("finally")
 
 
+class Linger(cqrs.Request):
+    tag: str
+    items: int = 1
+    every: float = 0.0
+    linger: bool = True
+
+
+class LingerHandler(cqrs.StreamingRequestHandler[Linger, Counted]):
+    def clear_events(self) -> None:
+        pass
+
+    async def handle(self, request: Linger) -> AsyncIterator[Counted]:
+        _note(STARTED, "started", request.tag)
+        try:
+            for i in range(request.items):
+                if request.every:
+                    await asyncio.sleep(request.every)
+                yield Counted(i=i)
+            if request.linger:
+                await asyncio.Event().wait()  # until the stream is closed
+            _note(FINISHED, "finished", request.tag)
+        finally:
+            _note(CLEANING, "cleaning", request.tag)
+            await asyncio.sleep(0)  # cleanup that awaits, as closing a connection does
+            _note(ENDED, "finally", request.tag)
+
+
+def _note(into: list[str], what: str, tag: str) -> None:
+    into.append(tag)
+    if PRINT_ENDS:
+        print(f"handler {what}: {tag}", flush=True)
+
+
 def commands_mapper(mapper: cqrs.RequestMap) -> None:
     mapper.bind(Count, CountHandler)
+    mapper.bind(Linger, LingerHandler)
 
 
 def make_mediator() -> cqrs.StreamingRequestMediator:
@@ -127,3 +180,95 @@ def watched(app: ASGIApp, on_send: Callable[[Message], None]) -> ASGIApp:
         await app(scope, receive, sending)
 
     return spy
+
+
+def shutdown_app() -> fastapi.FastAPI:
+    """The app of the shutdown tests (``uvicorn --factory``): ``POST /linger`` streams a
+        ``Linger`` with ``sse_response``; ``/jobs/linger`` runs it as a job; the lifespan enters
+        ``SSEShutdown(jobs)``; ``GET /health`` answers with the process id and the number of tasks
+    of its event loop."""
+    mediator = make_mediator()
+    jobs = StreamJobs(mediator)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: fastapi.FastAPI) -> AsyncIterator[None]:
+        async with SSEShutdown(jobs):
+            yield
+
+    app = fastapi.FastAPI(lifespan=lifespan)
+
+    @app.post("/linger")
+    async def linger(command: Linger) -> Any:
+        return sse_response(mediator.stream(command))
+
+    @app.get("/health")
+    async def health() -> dict[str, int]:
+        return {"pid": os.getpid(), "tasks": len(asyncio.all_tasks())}
+
+    app.include_router(jobs_router(jobs, {"linger": Linger}))
+    return app
+
+
+class Call:
+    """One HTTP request to an ASGI app, run as a task as a server would run it: the messages
+    the app sends are kept in ``sent``; the client disconnects when the test calls
+    :meth:`leave` (until then ``receive`` waits, as with a client that stays)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.sent: list[Message] = []
+        self._left = asyncio.Event()
+        self._body: bytes | None = b"" if body is None else json.dumps(body).encode()
+        path, _, query = path.partition("?")
+        scope = {
+            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1", "method": method, "scheme": "http", "path": path,
+            "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+            "headers": [(b"content-type", b"application/json")]
+            + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+            "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+        }  # fmt: skip
+
+        async def serve() -> None:
+            await app(scope, self._receive, self._send)
+
+        self.task = asyncio.get_running_loop().create_task(serve())
+
+    async def _receive(self) -> Message:
+        if self._body is not None:
+            body, self._body = self._body, None
+            return {"type": "http.request", "body": body, "more_body": False}
+        await self._left.wait()
+        return {"type": "http.disconnect"}
+
+    async def _send(self, message: Message) -> None:
+        self.sent.append(message)
+
+    def leave(self) -> None:
+        """The client goes away."""
+        self._left.set()
+
+    @property
+    def status(self) -> int | None:
+        return next((m["status"] for m in self.sent if m["type"] == "http.response.start"), None)
+
+    @property
+    def text(self) -> str:
+        return b"".join(m.get("body", b"") for m in self.sent if "body" in m).decode()
+
+    @property
+    def ended(self) -> bool:
+        """The app sent the end of the body."""
+        return any(m.get("more_body") is False for m in self.sent if m["type"].endswith("body"))
+
+    def frames(self) -> list[dict[str, Any]]:
+        return parse_frames(self.text)
+
+    def has(self, fragment: str) -> bool:
+        return fragment in self.text

@@ -6,6 +6,7 @@ The browser side is in tests/browser/test_demo_browser.py.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from examples.demo_app import app as demo
+from examples.demo_app import domain
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT.parent / "shared" / "seeds" / "002_a6a20ec0fead2227.txt"
@@ -218,6 +220,7 @@ async def test_drop_after_ends_the_first_connection_early(client: httpx.AsyncCli
 async def test_a_failing_job_ends_with_a_safe_error_frame(
     client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="cqrs")
     orders = [*ids("ORD", 2), "REJECT-" + uuid.uuid4().hex[:8]]
     started = await start_job(client, orders)
     events = await stream(client, started["events_url"])
@@ -227,15 +230,63 @@ async def test_a_failing_job_ends_with_a_safe_error_frame(
         ("progress", "2"),
         ("error", "3"),
     ]
-    # the client gets the safe message; the exception is logged on the server
+    # OrderRejected is one of the app's safe_errors: the client sees which order and why
+    assert events[-1]["data"] == {
+        "type": "error",
+        "reason": "handler_failed",
+        "message": f"Order {orders[2]} was rejected: the warehouse has no stock for it.",
+        "error": "OrderRejected",
+    }
+    # an outcome the app chose to show, not a fault: one INFO line, no ERROR, no traceback
+    logged = [r for r in caplog.records if r.name == "cqrs" and r.levelno >= logging.INFO]
+    assert [(r.levelno, r.exc_info) for r in logged] == [(logging.INFO, None)]
+    assert orders[2] in logged[0].getMessage()
+    assert [demo.ledger.processed[order] for order in orders] == [1, 1, 0]
+
+
+async def test_an_error_the_app_did_not_mark_safe_stays_generic(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(order_id: str, reason: str) -> Exception:
+        return RuntimeError(f"db password hunter2 while refusing {order_id}: {reason}")
+
+    monkeypatch.setattr(domain, "OrderRejected", broken)
+    started = await start_job(client, ["REJECT-" + uuid.uuid4().hex[:8]])
+    events = await stream(client, started["events_url"])
     assert events[-1]["data"] == {
         "type": "error",
         "reason": "handler_failed",
         "message": "The stream failed on the server.",
     }
-    logged = [r.exc_info[1] for r in caplog.records if r.exc_info]
-    assert [type(exc).__name__ for exc in logged] == ["OrderRejected"]
-    assert [demo.ledger.processed[order] for order in orders] == [1, 1, 0]
+    assert "hunter2" not in json.dumps(events)
+
+
+async def test_an_unknown_job_kind_is_a_404_naming_the_kinds(client: httpx.AsyncClient) -> None:
+    response = await client.post("/jobs/process-invoices", json={"order_ids": ["A"]})
+    assert response.status_code == 404
+    detail = response.json()["detail"]
+    assert "'process-invoices'" in detail
+    assert "process-orders" in detail
+    # DELETE on the same path shape still reaches the cancel route
+    gone = await client.delete("/jobs/no-such-job")
+    assert gone.status_code == 404
+    assert "no-such-job" in gone.json()["detail"]
+    assert demo.jobs.running == 0
+
+
+async def test_a_running_job_can_be_cancelled_and_its_stream_says_so(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo.settings, "item_delay", 60.0)  # the job waits in its first item
+    orders = ids("ORD", 2)
+    started = await start_job(client, orders)
+    cancelled = await client.delete(f"/jobs/{started['job_id']}")
+    assert cancelled.status_code == 204
+    events = await stream(client, started["events_url"])
+    assert [e["event"] for e in events] == ["start", "error"]
+    assert events[-1]["data"]["reason"] == "cancelled"
+    assert [demo.ledger.processed[order] for order in orders] == [0, 0]
+    assert demo.jobs.running == 0
 
 
 @pytest.mark.parametrize(

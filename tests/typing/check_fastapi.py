@@ -2,14 +2,17 @@
 
 ``sse_response`` takes the stream ``mediator.stream(...)`` returns; ``mediator_dependency``
 keeps the factory's return type; ``StreamJobs`` takes a streaming mediator or a factory of one,
-and a ``ReplayBuffer``.
+and a ``ReplayBuffer``; ``SSEShutdown`` takes only ``StreamJobs`` and is an async context
+manager; ``event_stream_openapi`` builds a route's ``responses`` entry.
 """
 
 # pyright: reportUnnecessaryTypeIgnoreComment=error
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable
+import contextlib
+import signal
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, assert_type
 
 import di
@@ -17,12 +20,16 @@ import fastapi
 
 import cqrs
 from cqrs.integrations.fastapi import (
+    MAX_EVENT_ID,
     Frame,
+    JobStarted,
     JobState,
     MemoryReplayBuffer,
     SSEResponse,
     SSESettings,
+    SSEShutdown,
     StreamJobs,
+    event_stream_openapi,
     frames_of,
     jobs_router,
     mediator_dependency,
@@ -79,3 +86,35 @@ async def resumable_jobs(mediator: cqrs.StreamingRequestMediator) -> fastapi.API
     # A unary mediator cannot run jobs: refused.
     StreamJobs(bootstrap.bootstrap(di.Container()))  # pyright: ignore[reportArgumentType]
     return jobs_router(StreamJobs(mediator), {"import-orders": ImportOrders})
+
+
+def documented_route(app: fastapi.FastAPI, mediator: cqrs.StreamingRequestMediator) -> None:
+    settings = SSESettings(safe_errors=(ValueError,))
+    doc = event_stream_openapi(settings, "progress of an import")
+    assert_type(doc, dict[str, Any])
+
+    @app.post("/documented", response_class=SSEResponse, responses={200: doc})
+    async def documented(command: ImportOrders) -> SSEResponse:
+        return sse_response(mediator.stream(command), settings)
+
+    assert_type(JobStarted(job_id="j", events_url="/jobs/j/events").events_url, str)
+    last_id: int = MAX_EVENT_ID
+    assert last_id > 0
+    # safe_errors holds exception classes only: refused.
+    SSESettings(safe_errors=("ValueError",))  # pyright: ignore[reportArgumentType]
+
+
+def lifespan_with_shutdown(jobs: StreamJobs) -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: fastapi.FastAPI) -> AsyncIterator[None]:
+        async with SSEShutdown(jobs, signals=[signal.SIGTERM], jobs_grace=2.0) as shutdown:
+            assert_type(shutdown, SSEShutdown)
+            assert_type(shutdown.open_streams, int)
+            assert_type(shutdown.shutting_down, bool)
+            shutdown.trigger()
+            yield
+            await shutdown.shutdown()
+
+    fastapi.FastAPI(lifespan=lifespan)
+    # Not jobs: refused.
+    SSEShutdown(make_mediator())  # pyright: ignore[reportArgumentType]

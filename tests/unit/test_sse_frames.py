@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import AsyncIterator
 
 import pytest
 
+import cqrs
 from cqrs._internal.sse.frames import Reason, SSESettings, failure_frame, gap_frame
+from cqrs._internal.sse.stream import frames_of
+from cqrs.requests import bootstrap
+from cqrs.testing import StaticContainer
 
 
 class OrderRejected(Exception):
@@ -62,3 +68,48 @@ def test_gap_frame_is_not_terminal_and_resumes_at_the_first_kept_frame() -> None
         "first_id": 501,
         "message": "Frames before 501 were dropped; continuing from 501.",
     }
+
+
+class Watch(cqrs.Request):
+    """Stream one item, then fail with the error named by ``fail``."""
+
+    fail: str
+
+
+class Tick(cqrs.Response):
+    n: int
+
+
+class WatchHandler(cqrs.StreamingRequestHandler[Watch, Tick]):
+    @property
+    def events(self) -> list[cqrs.Event]:
+        return []
+
+    def clear_events(self) -> None:
+        return None
+
+    async def handle(self, request: Watch) -> AsyncIterator[Tick]:
+        yield Tick(n=1)
+        if request.fail == "rejected":
+            raise OrderRejected("order 7 was rejected: no stock")
+        raise RuntimeError("db password x")
+
+
+@pytest.mark.parametrize(
+    ("fail", "level", "with_traceback"),
+    [("rejected", logging.INFO, False), ("crash", logging.ERROR, True)],
+)
+async def test_a_safe_error_is_logged_as_an_outcome_and_a_fault_with_its_traceback(
+    fail: str, level: int, with_traceback: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    mediator = bootstrap.bootstrap_streaming(
+        di_container=StaticContainer({}),
+        queries_mapper=lambda mapper: mapper.bind(Watch, WatchHandler),
+    )
+    settings = SSESettings(safe_errors=(OrderRejected,))
+    with caplog.at_level(logging.INFO, logger="cqrs"):
+        frames = [f async for f in frames_of(mediator.stream(Watch(fail=fail)), settings)]
+    assert [f.event for f in frames] == ["start", "progress", "error"]
+    records = [r for r in caplog.records if r.name == "cqrs" and r.levelno >= logging.INFO]
+    assert [r.levelno for r in records] == [level]
+    assert (records[0].exc_info is not None) is with_traceback

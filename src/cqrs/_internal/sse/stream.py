@@ -59,11 +59,20 @@ async def _frames(
                     else settings.item(item, event_id)
                 )
         except Exception as exc:
-            logger.error(
-                "Stream of %s failed; the client gets an error frame",
-                type(stream.request).__qualname__,
-                exc_info=exc,
-            )
+            if isinstance(exc, settings.safe_errors):
+                # An error the application chose to show: an outcome, not a fault.
+                logger.info(
+                    "Stream of %s ended with %s: %s",
+                    type(stream.request).__qualname__,
+                    type(exc).__name__,
+                    exc,
+                )
+            else:
+                logger.error(
+                    "Stream of %s failed; the client gets an error frame",
+                    type(stream.request).__qualname__,
+                    exc_info=exc,
+                )
             yield settings.error(exc, event_id + 1)
             return
     yield settings.complete(event_id, event_id + 1)
