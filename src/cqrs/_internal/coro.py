@@ -6,9 +6,9 @@ as ``await`` would, inside the current task. Two places use it:
 * :func:`finish_soon` runs a coroutine from synchronous code (such as ``__del__``) up to its
   first real suspension, and finishes the rest in a task. Stream cleanup uses it so that a
   consumer that just ``break``s out of ``async for`` sees the handler's ``finally`` run at once.
-* The concurrent event publisher starts each job by hand and notices when it first suspends:
-  only then does it start helper tasks, so handlers that never wait cost no task and no loop
-  turn.
+* The concurrent event publisher (and ``EventEmitter.run_events``, which follows its
+  schedule) starts each job by hand and notices when it first suspends: only then does it
+  start helper tasks, so handlers that never wait cost no task and no loop turn.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from cqrs._internal.events.processor import EventProcessor
 from cqrs._internal.events.publishers import EventPublisher
 from cqrs._internal.messages.events import IEvent
 from cqrs._internal.messages.requests import IRequest
-from cqrs._internal.pipeline.gate import gated_call, middleware_gate
+from cqrs._internal.pipeline.gate import chain_plan
 from cqrs._internal.pipeline.middleware import Middleware, MiddlewareChain, fold
 from cqrs._internal.registry import EventMap, RequestMap
 from cqrs._internal.settings import Settings, StreamEvents, StreamEventsName, parse_stream_events
@@ -37,10 +37,6 @@ __all__ = ["EventMediator", "RequestMediator", "StreamingRequestMediator"]
 logger = logging.getLogger("cqrs")
 
 T = TypeVar("T")
-
-
-def _middlewares_of(chain: MiddlewareChain | None) -> tuple[Middleware, ...]:
-    return chain.middlewares if chain is not None else ()
 
 
 class _Base:
@@ -81,9 +77,8 @@ class _Base:
         self._request_map = request_map
         self._container = wrap_container(container)
         self._scope_strategy = settings.scope_strategy
-        self._middlewares = _middlewares_of(middleware_chain)
-        self._gate = middleware_gate(self._middlewares)
-        self._invoke = gated_call(self._gate)
+        self._middlewares = () if middleware_chain is None else middleware_chain.middlewares
+        self._gate, self._quiet, self._invoke = chain_plan(self._middlewares)
         self._invokers: dict[type[Any], RequestInvoker] = {}
         self._processor = EventProcessor(event_map, event_emitter, settings=settings)
         emitter_strategy = getattr(event_emitter, "scope_strategy", self._scope_strategy)
@@ -111,9 +106,14 @@ class _Base:
         return self._processor
 
     def _invoker_for(self, request: object) -> RequestInvoker:
-        """Compile and cache the invoker for ``type(request)``; raises when nothing is bound."""
-        invoker = invoker_for(request, self._request_map, self._container, self._scope_strategy)
-        self._invokers[request.__class__] = invoker
+        """The invoker for ``request.__class__`` (what ``isinstance`` goes by; calls look up
+        ``type(request)`` first, which is the same class but for proxies), compiled once;
+        raises when nothing is bound."""
+        request_type: type[Any] = request.__class__
+        invoker = self._invokers.get(request_type)
+        if invoker is None:
+            invoker = invoker_for(request, self._request_map, self._container, self._scope_strategy)
+            self._invokers[request_type] = invoker
         return invoker
 
     def _middlewares_now(self) -> Sequence[Middleware]:
@@ -139,20 +139,26 @@ class RequestMediator(_Base):
 
     async def send(self, request: IRequest[T]) -> T:
         """Handle ``request`` and return the handler's result; see the class docstring."""
-        invoker = self._invokers.get(request.__class__) or self._invoker_for(request)
+        invoker = self._invokers.get(type(request)) or self._invoker_for(request)
         build = invoker.build
         if build is not None and bound_scope() is None:
             try:
-                handler = build()
+                handler: Any = build()
             except Exception as exc:
                 note_resolve_failure(exc, invoker, request)
                 raise
-            gate = self._gate
-            middlewares = () if gate is None else gate()
-            if middlewares:
-                response = await fold(middlewares, handler.handle)(request)
-            else:
+            if self._quiet() is False:
                 response = await handler.handle(request)
+            else:
+                gate = self._gate
+                middlewares = () if gate is None else gate()
+                if middlewares:
+                    response = await fold(middlewares, handler.handle)(request)
+                else:
+                    response = await handler.handle(request)
+            no_events = invoker.no_events
+            if no_events is not None and type(handler).events is no_events:  # pyright: ignore[reportUnknownMemberType]
+                return response
             events = handler.events
             if events:
                 await self._processor.process(events)
@@ -240,7 +246,7 @@ class StreamingRequestMediator(_Base):
         ``ConfigurationError`` when the bound handler is not a streaming handler, or when
         ``request`` is not a request.
         """
-        invoker = self._invokers.get(request.__class__) or self._invoker_for(request)
+        invoker = self._invokers.get(type(request)) or self._invoker_for(request)
         if not isinstance(invoker, StreamInvoker):
             raise ConfigurationError(
                 f"{type(request).__qualname__} is bound to {_name(invoker)}, which is not a "
@@ -260,20 +266,21 @@ class StreamingRequestMediator(_Base):
         strategy = self._scope_strategy
         container = self._container
 
-        async def open_handler(stack: contextlib.AsyncExitStack) -> tuple[Any, Any, Any]:
+        async def open_handler(stack: contextlib.AsyncExitStack) -> tuple[Any, Any, Any, bool]:
             if strategy is ScopeStrategy.NONE:
                 handler, agen = await invoker.open(request, container)
-                return handler, agen, None
+                return handler, agen, None, False
             scoped = current_container() if strategy is ScopeStrategy.SEND else None
+            opened = False
             if scoped is None:
                 open_scope = getattr(container.root, "open_scope", None)
-                scoped = (
-                    await stack.enter_async_context(open_scope())
-                    if open_scope is not None
-                    else container
-                )
+                if open_scope is not None:
+                    scoped = await stack.enter_async_context(open_scope())
+                    opened = True
+                else:
+                    scoped = container
             handler, agen = await invoker.open(request, scoped)
-            return handler, agen, (scoped if strategy is ScopeStrategy.SEND else None)
+            return handler, agen, (scoped if strategy is ScopeStrategy.SEND else None), opened
 
         return open_handler
 
@@ -311,8 +318,8 @@ class EventMediator:
         self._settings = settings
         self._event_map = event_map
         self._container = wrap_container(container)
-        self._middlewares = _middlewares_of(middleware_chain)
-        self._call = gated_call(middleware_gate(self._middlewares))
+        self._middlewares = () if middleware_chain is None else middleware_chain.middlewares
+        self._call = chain_plan(self._middlewares).call
         self._scope_strategy = settings.scope_strategy
         self._dispatcher = EventDispatcher(
             event_map,

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import AsyncGeneratorType
 from typing import Any, Generic, TypeVar
 
 from cqrs._internal.coro import finish_soon
@@ -103,9 +104,9 @@ class _NotOpen:
 
 _NOT_OPEN = _NotOpen()
 
-StreamOpener = Callable[[contextlib.AsyncExitStack], Awaitable[tuple[Any, Any, Any]]]
+StreamOpener = Callable[[contextlib.AsyncExitStack], Awaitable[tuple[Any, Any, Any, bool]]]
 """Opens the handler inside the given exit stack: ``(handler, its async generator, the
-scoped container its events resolve from or None)``."""
+scoped container its events resolve from or None, whether it put a scope in the stack)``."""
 
 
 class RequestStream(Generic[T]):
@@ -135,6 +136,7 @@ class RequestStream(Generic[T]):
         "_source",
         "_stack",
         "_state",
+        "_through",
     )
 
     def __init__(
@@ -158,6 +160,7 @@ class RequestStream(Generic[T]):
         self._layers: list[AsyncIterator[Any]] = []
         self._events: StreamEventPipeline | None = None
         self._entered = False
+        self._through: AsyncGeneratorType[Any, Any] | None = None
 
     @property
     def request(self) -> Any:
@@ -167,12 +170,20 @@ class RequestStream(Generic[T]):
     @property
     def closed(self) -> bool:
         """True once the stream ended or was closed."""
-        return self._state == _CLOSED
+        through = self._through
+        return self._state == _CLOSED or (through is not None and through.ag_frame is None)
 
     def __aiter__(self) -> RequestStream[T]:
         return self
 
-    async def __anext__(self) -> T:
+    def __anext__(self) -> Awaitable[T]:
+        through = self._through
+        if through is not None:
+            # Items that need no work (no events, middleware or scope): the handler's own.
+            return through.__anext__()
+        return self._next()
+
+    async def _next(self) -> T:
         if self._state != _OPEN:
             if self._state == _CLOSED:
                 raise StopAsyncIteration
@@ -237,7 +248,7 @@ class RequestStream(Generic[T]):
         stack = contextlib.AsyncExitStack()
         self._stack = stack
         try:
-            handler, agen, container = await self._open_handler(stack)
+            handler, agen, container, holds_scope = await self._open_handler(stack)
             events = self._events = self._processor.open_stream_pipeline(
                 container, self._policy is StreamEvents.CONCURRENT
             )
@@ -247,6 +258,15 @@ class RequestStream(Generic[T]):
                 self._layers = wrap_stream(self._middlewares, self._request, source)
             self._outer = self._layers[0] if self._layers else source
             self._direct = source if self._outer is source else None
+            if (
+                self._direct is not None
+                and source.silent
+                and not holds_scope
+                and type(agen) is AsyncGeneratorType
+            ):
+                # Nothing to do per item nor at the end: once the handler is done, releasing
+                # the stream (async with, aclose or collection) has nothing left to close.
+                self._through = agen
         except BaseException as exc:
             self._state = _CLOSED
             await self._release_logged(exc)

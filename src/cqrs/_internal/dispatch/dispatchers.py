@@ -23,7 +23,7 @@ from cqrs._internal.dispatch.invokers import (
 )
 from cqrs._internal.errors import ConfigurationError
 from cqrs._internal.messages.events import IEvent
-from cqrs._internal.pipeline.gate import gated_call, middleware_gate
+from cqrs._internal.pipeline.gate import chain_plan
 from cqrs._internal.pipeline.middleware import MiddlewareChain
 from cqrs._internal.registry import EventMap, RequestMap
 
@@ -48,7 +48,7 @@ class RequestDispatchResult(Generic[ResponseT]):
 
 def _call_through(chain: MiddlewareChain | None) -> Any:
     """The gated call of ``chain``'s middlewares (see ``pipeline/gate.py``)."""
-    return gated_call(middleware_gate(chain.middlewares if chain is not None else ()))
+    return chain_plan(chain.middlewares if chain is not None else ()).call
 
 
 class _Dispatcher:

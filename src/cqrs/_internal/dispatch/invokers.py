@@ -28,7 +28,8 @@ from cqrs._internal.errors import (
     RequestHandlerDoesNotExist,
 )
 from cqrs._internal.handlers.cor import CORRequestHandler, build_chain
-from cqrs._internal.handlers.request import StreamingRequestHandler
+from cqrs._internal.handlers.event import EventHandler
+from cqrs._internal.handlers.request import RequestHandler, StreamingRequestHandler
 from cqrs._internal.messages.events import IEvent
 from cqrs._internal.messages.requests import IRequest
 from cqrs._internal.pipeline.gate import plain_call
@@ -120,7 +121,7 @@ class HandlerInvoker:
     path and must then honour the same contract as :meth:`invoke`.
     """
 
-    __slots__ = ("_root", "_scoped", "build", "handler_type")
+    __slots__ = ("_root", "_scoped", "build", "handler_type", "no_events")
 
     def __init__(self, handler_type: Any, root: Any, scope_strategy: ScopeStrategy) -> None:
         self.handler_type = handler_type
@@ -129,6 +130,11 @@ class HandlerInvoker:
         self.build: Callable[[], Any] | None = (
             root.factory(handler_type) if scope_strategy is ScopeStrategy.NONE else None
         )
+        events = getattr(handler_type, "events", None)
+        self.no_events: object = events if any(events is e for e in _NO_EVENTS) else None
+        """The base classes' ``events`` property (always empty) when the handler class has
+        it: a handler whose class still has it (``type(handler).events is no_events``)
+        cannot have events, so reading them can be skipped."""
 
     async def invoke(
         self, message: Any, container: Any, call: Call = plain_call
@@ -158,13 +164,14 @@ class ChainInvoker:
     the head; the events of every link are returned (4.x returned only the head's). The
     bound list is read on each call, so links added to it later take part."""
 
-    __slots__ = ("_root", "_scoped", "build", "handler_types")
+    __slots__ = ("_root", "_scoped", "build", "handler_types", "no_events")
 
     def __init__(self, handler_types: Sequence[Any], root: Any, scope_strategy: ScopeStrategy):
         self.handler_types = handler_types
         self._root = root
         self._scoped = scope_strategy is ScopeStrategy.HANDLER
         self.build: Callable[[], Any] | None = None
+        self.no_events: object = None
 
     async def invoke(
         self, message: Any, container: Any, call: Call = plain_call
@@ -190,11 +197,12 @@ class ChainInvoker:
 class StreamInvoker:
     """A streaming handler class: resolve it; the stream bridge drives its generator."""
 
-    __slots__ = ("build", "handler_type")
+    __slots__ = ("build", "handler_type", "no_events")
 
     def __init__(self, handler_type: Any) -> None:
         self.handler_type = handler_type
         self.build: Callable[[], Any] | None = None
+        self.no_events: object = None
 
     async def open(self, message: Any, container: Any) -> tuple[Any, Any]:
         """Resolve the handler and start its generator: ``(handler, async generator)``.
@@ -215,6 +223,11 @@ class StreamInvoker:
 
 
 RequestInvoker = HandlerInvoker | ChainInvoker | StreamInvoker
+
+_NO_EVENTS: tuple[object, ...] = (
+    RequestHandler.__dict__["events"],
+    EventHandler.__dict__["events"],
+)
 
 
 def compile_request(binding: Any, root: Any, scope_strategy: ScopeStrategy) -> RequestInvoker:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Coroutine, Iterable, Sequence
 from typing import Any, ClassVar
 
 from cqrs._internal.brokers.protocol import Message, MessageBroker
-from cqrs._internal.coro import being_cancelled
+from cqrs._internal.coro import Resume, being_cancelled
 from cqrs._internal.di.scope import ScopeStrategy, bound_scope, wrap_container
 from cqrs._internal.dispatch.events import cycle_message
 from cqrs._internal.dispatch.invokers import (
@@ -19,8 +20,8 @@ from cqrs._internal.dispatch.invokers import (
     stray_cancel,
 )
 from cqrs._internal.errors import EventCycleError, NoBrokerError
-from cqrs._internal.events.fanout import Job
-from cqrs._internal.events.publishers import EventPublisher
+from cqrs._internal.events.fanout import YIELD_EVERY, Job, raise_collected
+from cqrs._internal.events.publishers import EventPublisher, run_at_most, run_in_order
 from cqrs._internal.messages.events import IDomainEvent, IEvent, INotificationEvent
 from cqrs._internal.registry import EventMap
 from cqrs._internal.serialization.json import EventSerializer, JsonEventSerializer
@@ -42,6 +43,7 @@ EMIT: Any = "EventEmitter.emit"
 """The target of a job that a user's own ``emit`` runs (see :func:`uses_own_emit`)."""
 
 _UNPLANNED: Any = object()
+_DONE: Any = object()
 _DEFAULT_SERIALIZER = JsonEventSerializer()
 
 
@@ -60,6 +62,23 @@ def uses_own_emit(emitter: object) -> bool:
 def _changes_of(event_map: object) -> int:
     """The map's change count (``EventMap.changes``); 0 for a mapping that does not count."""
     return getattr(event_map, "changes", 0)
+
+
+def _counter_of(event_map: object) -> dict[str, Any] | None:
+    """Where an ``EventMap`` keeps its change count: its attribute dict, read on every batch
+    with ``.get("changes", 0)`` (an attribute read on a dict subclass costs several times
+    more). ``None`` for any other mapping (read with :func:`_changes_of`)."""
+    return vars(event_map) if type(event_map) is EventMap else None
+
+
+async def _run_queue(
+    limit: int, queue: collections.deque[Job], execute: Any, errors: list[Exception], ran: int
+) -> None:
+    """Run ``queue`` as the stock publisher of ``limit`` does."""
+    if limit == 1:
+        await run_in_order(queue, execute, errors, ran)
+    else:
+        await run_at_most(limit, queue, execute, errors, ran)
 
 
 def cycle_error(parent: Job, follow: Sequence[IEvent], limit: int) -> EventCycleError:
@@ -131,7 +150,12 @@ class EventEmitter:
         self.on_error: ErrorHook | None = settings.on_event_error
         self.max_event_depth: int = settings.max_event_depth
         self._targets: dict[type[Any], tuple[Any, ...]] = {}
-        self._targets_version = _changes_of(event_map)
+        self._solo: dict[type[Any], HandlerInvoker | None] = {}
+        """Per event type: its only target when that is a handler with a builder, else None."""
+        counter = self._counter = _counter_of(event_map)
+        self._targets_version = (
+            _changes_of(event_map) if counter is None else counter.get("changes", 0)
+        )
 
     @property
     def settings(self) -> Settings:
@@ -163,9 +187,33 @@ class EventEmitter:
 
         Each follow-up event is returned once, whether or not anything handles it.
         """
+        counter = self._counter
+        if self._targets_version != (
+            _changes_of(self._event_map) if counter is None else counter.get("changes", 0)
+        ):
+            self._forget_targets()
+        targets: Any = self._targets.get(type(event), _UNPLANNED)
+        if targets is _UNPLANNED:
+            targets = self.targets_of(event.__class__)
         follow: list[IEvent] = []
-        for target in self.targets_of(event.__class__):
-            follow.extend(await self._follow_ups(event, target, None))
+        for target in targets:
+            build = None if target is _PUBLISH else target.build
+            if build is None or bound_scope() is not None:
+                follow.extend(await self._follow_ups(event, target, None))
+                continue
+            try:
+                try:
+                    handler = build()
+                except Exception as exc:
+                    note_resolve_failure(exc, target, event)
+                    raise
+                await handler.handle(event)
+                more = handler.events
+            except BaseException as exc:
+                await self._failed(event, target, exc)
+                continue
+            if more:
+                follow.extend(as_events(more))
         return follow
 
     def jobs_for(self, event: IEvent) -> list[Job]:
@@ -178,7 +226,7 @@ class EventEmitter:
         """The jobs for several events, in event order, ``depth`` generations deep."""
         if events.__class__ is not list and events.__class__ is not tuple:
             events = as_events(events)
-        if self._targets_version != _changes_of(self._event_map):
+        if self._targets_version != self._changes():
             self._forget_targets()
         jobs: list[Job] = []
         append = jobs.append
@@ -193,15 +241,27 @@ class EventEmitter:
 
     def targets_of(self, event_type: type[Any]) -> tuple[Any, ...]:
         """The compiled targets of ``event_type``: one per bound handler, or one publish."""
-        if self._targets_version != _changes_of(self._event_map):
+        if self._targets_version != self._changes():
             self._forget_targets()
         targets: Any = self._targets.get(event_type, _UNPLANNED)
         return self._plan(event_type) if targets is _UNPLANNED else targets
 
+    def _solo_for(self, event: IEvent) -> HandlerInvoker | None:
+        """The only target of ``event.__class__`` when that is a handler with a builder."""
+        event_type: type[Any] = event.__class__
+        if event_type not in self._solo:
+            self._plan(event_type)
+        return self._solo[event_type]
+
+    def _changes(self) -> int:
+        counter = self._counter
+        return _changes_of(self._event_map) if counter is None else counter.get("changes", 0)
+
     def _forget_targets(self) -> None:
         """A map or handler list changed since the targets were compiled: compile anew."""
         self._targets.clear()
-        self._targets_version = _changes_of(self._event_map)
+        self._solo.clear()
+        self._targets_version = self._changes()
 
     def _plan(self, event_type: type[Any]) -> tuple[Any, ...]:
         targets: tuple[Any, ...]
@@ -226,6 +286,10 @@ class EventEmitter:
             )
             targets = ()
         self._targets[event_type] = targets
+        only: HandlerInvoker | None = targets[0] if len(targets) == 1 else None
+        if only is _PUBLISH or (only is not None and only.build is None):
+            only = None
+        self._solo[event_type] = only
         return targets
 
     async def run(
@@ -257,15 +321,217 @@ class EventEmitter:
             follow = await self._follow_ups(event, target, container)
         if not follow:
             return []
-        follow = as_events(follow)
-        depth = job[2] + 1
-        if depth > self.max_event_depth:
-            raise cycle_error(job, follow, self.max_event_depth)
-        jobs = self.jobs_for_all(follow, depth, job)
+        jobs = self.follow_up_jobs(follow, job)
         if then is None or not jobs:
             return jobs
         await then.publish(jobs, self.run)
         return []
+
+    def follow_up_jobs(self, follow: object, parent: Job) -> list[Job]:
+        """The jobs of the follow-up events ``follow`` of the job ``parent``.
+
+        Raises ``ConfigurationError`` when ``follow`` is not a sequence of events, and
+        ``EventCycleError`` when they would nest deeper than ``max_event_depth``.
+        """
+        events = as_events(follow)
+        depth = parent[2] + 1
+        if depth > self.max_event_depth:
+            raise cycle_error(parent, events, self.max_event_depth)
+        return self.jobs_for_all(events, depth, parent)
+
+    async def run_events(self, events: Sequence[IEvent], limit: int = 1) -> None:
+        """Run ``events`` and every follow-up in the calling task, exactly as a stock
+        publisher with ``limit`` runs their jobs with :meth:`run`, but without a job, a
+        coroutine or a publisher call per handler while handlers need no scope and do not wait.
+
+        Jobs run in order, follow-ups after the jobs already queued. With ``limit`` > 1,
+        each job but the last is started by hand: the first one that waits makes the rest go
+        to :func:`run_at_most`, whose helper tasks take the queue while it waits. Failures are
+        collected and raised at the end (see :func:`raise_collected`); a real cancellation
+        propagates at once (helpers are cancelled and awaited).
+        """
+        counter = self._counter
+        if self._targets_version != (
+            _changes_of(self._event_map) if counter is None else counter.get("changes", 0)
+        ):
+            self._forget_targets()
+        solo_of = self._solo.get
+        scoped = bound_scope() is not None
+        if len(events) == 1:
+            event = events[0]
+            target = solo_of(type(event), _UNPLANNED)
+            if target is _UNPLANNED:
+                target = self._solo_for(event)
+            if target is not None and not scoped:
+                # One job (the common case): run it here, as a publisher runs its only job.
+                try:
+                    try:
+                        handler = target.build()  # pyright: ignore[reportOptionalCall]
+                    except Exception as exc:
+                        note_resolve_failure(exc, target, event)
+                        raise
+                    await handler.handle(event)
+                    no_events = target.no_events
+                    if no_events is not None and type(handler).events is no_events:  # pyright: ignore[reportUnknownMemberType]
+                        return
+                    follow = handler.events
+                except BaseException as exc:
+                    await self._failed(event, target, exc)
+                    return
+                if follow:
+                    jobs = self.follow_up_jobs(follow, (event, target, 0, None))
+                    if jobs:
+                        await _run_queue(limit, collections.deque(jobs), self.run, [], 1)
+                return
+        # Each event's targets are looked up as its turn comes (a binding changed by a
+        # handler of this batch applies to the events after it, as to its follow-ups).
+        errors: list[Exception] = []
+        later: collections.deque[Job] | None = None
+        remaining = len(events)
+        countdown = YIELD_EVERY  # jobs until the event loop may run (see fanout.YIELD_EVERY)
+        for event in events:
+            remaining -= 1
+            target = solo_of(type(event), _UNPLANNED)
+            if target is _UNPLANNED:
+                target = self._solo_for(event)
+            if target is None or scoped:
+                if later is None:
+                    later = collections.deque()
+                ran = YIELD_EVERY - countdown
+                ran = await self._run_each(event, limit, remaining, later, errors, ran, events)
+                if ran < 0:
+                    return
+                countdown = YIELD_EVERY - ran % YIELD_EVERY
+                continue
+            countdown -= 1
+            if not countdown:
+                countdown = YIELD_EVERY
+                await asyncio.sleep(0)
+            waiting: Awaitable[Sequence[Job]] | None = None
+            try:
+                try:
+                    handler = target.build()  # pyright: ignore[reportOptionalCall]
+                except Exception as exc:
+                    note_resolve_failure(exc, target, event)
+                    raise
+                if limit > 1 and (remaining or later):
+                    # Not the last job of the queue: started by hand, see run_at_most.
+                    # (``next`` with a default reports the end without raising StopIteration.)
+                    coro = handler.handle(event)
+                    yielded = next(coro.__await__(), _DONE)
+                    if yielded is not _DONE:
+                        waiting = self._finish(event, target, handler, coro, yielded)
+                else:
+                    await handler.handle(event)
+                no_events = target.no_events
+                if waiting is not None or (
+                    no_events is not None and type(handler).events is no_events  # pyright: ignore[reportUnknownMemberType]
+                ):
+                    follow = None
+                else:
+                    follow = handler.events
+            except BaseException as exc:
+                try:
+                    await self._failed(event, target, exc)
+                except Exception as error:
+                    errors.append(error)
+                continue
+            if waiting is not None:
+                tail = events[len(events) - remaining :]
+                ran = YIELD_EVERY - countdown
+                await self._hand_over(limit, waiting, (), tail, later or (), errors, ran)
+                return
+            if follow:
+                try:
+                    jobs = self.follow_up_jobs(follow, (event, target, 0, None))
+                except Exception as exc:
+                    errors.append(exc)
+                else:
+                    if later is None:
+                        later = collections.deque(jobs)
+                    else:
+                        later.extend(jobs)
+        if later:
+            await _run_queue(limit, later, self.run, errors, YIELD_EVERY - countdown)
+        elif errors:
+            raise_collected(errors)
+
+    async def _run_each(
+        self,
+        event: IEvent,
+        limit: int,
+        remaining: int,
+        later: collections.deque[Job],
+        errors: list[Exception],
+        ran: int,
+        events: Sequence[IEvent],
+    ) -> int:
+        """:meth:`run_events` for an event that is not one handler built without a scope
+        (several handlers, a publish, a scope): each target through :meth:`run`.
+
+        Returns the count of jobs run so far, or -1 when a job waited and the rest of the
+        batch was handed over to helper tasks (and is done).
+        """
+        targets = self.targets_of(event.__class__)
+        for position, target in enumerate(targets):
+            ran += 1
+            if ran % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            work = self.run((event, target, 0, None))
+            waiting: Awaitable[Sequence[Job]] | None = None
+            try:
+                if limit > 1 and (remaining or later or position < len(targets) - 1):
+                    try:
+                        yielded = work.send(None)
+                    except StopIteration as stop:
+                        later.extend(stop.value)
+                    else:
+                        waiting = Resume(work, yielded)
+                else:
+                    later.extend(await work)
+            except Exception as exc:
+                errors.append(exc)
+            if waiting is not None:
+                rest = [(event, other, 0, None) for other in targets[position + 1 :]]
+                tail = events[len(events) - remaining :] if remaining else ()
+                await self._hand_over(limit, waiting, rest, tail, later, errors, ran)
+                return -1
+        return ran
+
+    async def _hand_over(
+        self,
+        limit: int,
+        waiting: Awaitable[Sequence[Job]],
+        rest: Sequence[Job],
+        tail: Sequence[IEvent],
+        later: Iterable[Job],
+        errors: list[Exception],
+        ran: int,
+    ) -> None:
+        """A job of :meth:`run_events` waits: run it beside helper tasks that take the rest
+        of the queue (the event's other jobs, the batch's later events, queued follow-ups)."""
+        queue: collections.deque[Job] = collections.deque(rest)
+        if tail:
+            queue.extend(self.jobs_for_all(tail))
+        queue.extend(later)
+        await run_at_most(limit, queue, self.run, errors, ran, waiting)
+
+    async def _finish(
+        self,
+        event: IEvent,
+        target: Any,
+        handler: Any,
+        coro: Coroutine[Any, Any, Any],
+        yielded: Any,
+    ) -> list[Job]:
+        """The rest of a job :meth:`run_events` started by hand: its handler has just waited."""
+        try:
+            await Resume(coro, yielded)
+            follow = handler.events
+        except BaseException as exc:
+            await self._failed(event, target, exc)
+            return []
+        return self.follow_up_jobs(follow, (event, target, 0, None)) if follow else []
 
     async def _follow_ups(self, event: Any, target: Any, container: Any) -> Sequence[IEvent]:
         """Publish ``event``, or handle it with ``target`` resolved from ``container`` (the

@@ -5,14 +5,19 @@ One path serves ``send``, both stream policies and every kind of emitter: the ev
 job is one handler of one event (so the concurrency limit bounds handler executions); for an
 emitter whose ``emit`` is its own (a subclass, a patched instance, a mock, a duck type) a job is
 one ``emit(event)`` call, so every event, follow-ups included, goes through that ``emit``.
+
+Under a stock publisher with a stock emitter, the emitter runs that same schedule itself
+(``EventEmitter.run_events``): no job, coroutine or publisher call per handler while handlers
+need no scope and do not wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from cqrs._internal.coro import being_cancelled
@@ -24,6 +29,7 @@ from cqrs._internal.events.publishers import (
     EventPublisher,
     SequentialPublisher,
     choose_publisher,
+    run_in_order,
 )
 from cqrs._internal.events.session import EventSession, open_session
 from cqrs._internal.messages.events import IEvent
@@ -72,11 +78,21 @@ class EventProcessor:
         self.max_concurrent_event_handlers: int = settings.max_concurrent_event_handlers
         self.concurrent_event_handle_enable: bool = settings.concurrent_events
         self.limit: int = settings.event_limit
-        self.publisher: EventPublisher = settings.event_publisher or choose_publisher(self.limit)
-        self._stock_publisher = type(self.publisher) in (SequentialPublisher, ConcurrentPublisher)
-        self._stock_emitter: EventEmitter | None = None
+        chosen: EventPublisher = settings.event_publisher or choose_publisher(self.limit)
+        self._publisher = chosen
+        self._inline_limit = _inline_limit(chosen)
         self._emit_runner: tuple[Any, Execute] | None = None
-        self.event_emitter = event_emitter
+        self._adopt(event_emitter)
+
+    @property
+    def publisher(self) -> EventPublisher:
+        """The strategy that schedules event jobs."""
+        return self._publisher
+
+    @publisher.setter
+    def publisher(self, publisher: EventPublisher) -> None:
+        self._publisher = publisher
+        self._inline_limit = _inline_limit(publisher)
 
     @property
     def event_emitter(self) -> Any:
@@ -85,15 +101,23 @@ class EventProcessor:
 
     @event_emitter.setter
     def event_emitter(self, emitter: Any) -> None:
+        self._adopt(emitter)
+
+    def _adopt(self, emitter: Any) -> None:
         self._event_emitter = emitter
-        self._stock_emitter = None if emitter is None or uses_own_emit(emitter) else emitter
+        stock: EventEmitter | None = None
+        if emitter is not None and not uses_own_emit(emitter):
+            stock = emitter
+        self._stock_emitter = stock
+        # Where a patch of ``emit`` on the instance shows up (checked on every batch).
+        self._stock_attrs: dict[str, Any] = {} if stock is None else vars(stock)
 
     def route(self, container: Any = None) -> tuple[JobsFor, Execute] | None:
         """How events become jobs now, and what runs a job: ``None`` without an emitter.
 
         ``container`` is the scope handlers resolve from (``None``: the emitter's own).
         """
-        emitter = self.event_emitter
+        emitter = self._event_emitter
         if emitter is None:
             return None
         if uses_own_emit(emitter):
@@ -118,27 +142,22 @@ class EventProcessor:
         await self.process(events, container)
 
     def process(self, events: Sequence[IEvent], container: Any = None) -> Awaitable[object]:
-        """:meth:`emit_events` as an awaitable, without a coroutine frame of its own where it can.
+        """:meth:`emit_events` as an awaitable, without a coroutine frame of its own.
 
-        With a stock emitter and no scope, the events' jobs go straight to the publisher; one
-        event with one handler under a stock publisher is that handler's job itself, which then
-        publishes its follow-ups if it has any.
+        With a stock emitter, a stock publisher and no scope, the emitter runs the publisher's
+        schedule itself (:meth:`EventEmitter.run_events`).
         """
         stock = self._stock_emitter
+        kind: type[Any] = type(events)
         if (
             stock is None
             or container is not None
-            or events.__class__ is not list
-            or "emit" in stock.__dict__
+            or kind is not list
+            or not self._inline_limit
+            or "emit" in self._stock_attrs
         ):
             return self._emit(events, container)
-        if self._stock_publisher and len(events) == 1:
-            event = events[0]
-            targets = stock.targets_of(event.__class__)
-            if len(targets) == 1:
-                return stock.run((event, targets[0], 0, None), None, self.publisher)
-        jobs = stock.jobs_for_all(events)
-        return self.publisher.publish(jobs, stock.run) if jobs else _DONE
+        return stock.run_events(events, self._inline_limit)
 
     async def _emit(self, events: Sequence[IEvent], container: Any) -> None:
         if not events:
@@ -148,6 +167,14 @@ class EventProcessor:
             _drop(events)
             return
         jobs_for, execute = route
+        if jobs_for is _emit_jobs and self._inline_limit:
+            events = as_events(events)
+            if len(events) == 1:
+                # What a stock publisher does with one job: run it, then its follow-ups.
+                follow = await execute((events[0], EMIT, 0, None))
+                if follow:
+                    await run_in_order(collections.deque(follow), execute, [])
+                return
         jobs = jobs_for(events)
         if jobs:
             await self.publisher.publish(jobs, execute)
@@ -202,16 +229,14 @@ class StreamEventPipeline:
         return await self._session.shutdown()
 
 
-class _Done:
-    """An awaitable that is already done (``await _DONE`` returns ``None`` at once)."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return iter(())  # pyright: ignore[reportReturnType]
-
-
-_DONE = _Done()
+def _inline_limit(publisher: object) -> int:
+    """The ``limit`` of a stock publisher, whose schedule the emitter runs itself
+    (``EventEmitter.run_events``); 0 for any other publisher."""
+    if type(publisher) is SequentialPublisher:
+        return 1
+    if type(publisher) is ConcurrentPublisher:
+        return publisher.limit
+    return 0
 
 
 def _drop(events: Sequence[IEvent]) -> None:
