@@ -13,7 +13,17 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from benchmarks import brokers, jobs_scale, latency, memory, redis_jobs, sse, startup, throughput
+from benchmarks import (
+    brokers,
+    brokers_nats,
+    jobs_scale,
+    latency,
+    memory,
+    redis_jobs,
+    sse,
+    startup,
+    throughput,
+)
 from benchmarks.brokers_redis import broker_rows_redis
 from benchmarks.report import Row, failed_row, format_table, write_json
 from benchmarks.settings import FULL, QUICK, Settings
@@ -33,6 +43,7 @@ ASYNC_CASES: tuple[tuple[str, AsyncCase], ...] = (
     ("redis jobs", redis_jobs.redis_jobs_rows),
     ("rabbitmq", brokers.broker_rows),
     ("redis", broker_rows_redis),
+    ("nats", brokers_nats.broker_rows_nats),
 )
 
 

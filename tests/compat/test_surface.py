@@ -316,6 +316,8 @@ EXTRA_OF: dict[str, str] = {
     "cqrs.container.dishka": "dishka",
     "cqrs.adapters.amqp": "aio_pika",
     "cqrs.message_brokers.amqp": "aio_pika",
+    "cqrs.message_brokers.nats": "nats",
+    "cqrs.message_brokers.redis": "redis",
 }
 
 _SAGA = "saga area (later work)"

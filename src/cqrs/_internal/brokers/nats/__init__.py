@@ -1,0 +1,1 @@
+"""NATS JetStream through nats-py: the broker, its subscriptions, and where messages live."""
