@@ -1,5 +1,8 @@
 """The exception tree of cqrs."""
 
+from cqrs._internal.brokers.delivery import DeliverySettledError as DeliverySettledError
+from cqrs._internal.brokers.lifecycle import BrokerStateError as BrokerStateError
+from cqrs._internal.brokers.protocol import PublishError as PublishError
 from cqrs._internal.errors import ConfigurationError as ConfigurationError
 from cqrs._internal.errors import ContainerError as ContainerError
 from cqrs._internal.errors import CQRSError as CQRSError
@@ -13,14 +16,17 @@ from cqrs._internal.errors import RequestHandlerTypeError as RequestHandlerTypeE
 from cqrs._internal.errors import StreamStateError as StreamStateError
 
 __all__ = [
+    "BrokerStateError",
     "CQRSError",
     "ConfigurationError",
     "ContainerError",
+    "DeliverySettledError",
     "DuplicateBindingError",
     "EventCycleError",
     "EventHandlerCancelled",
     "MissingExtraError",
     "NoBrokerError",
+    "PublishError",
     "RequestHandlerDoesNotExist",
     "RequestHandlerTypeError",
     "StreamStateError",

@@ -20,9 +20,10 @@ matching class here also derives from that builtin, so ``except KeyError`` claus
      ├── BrokerStateError (RuntimeError)       a broker used before open or after close
      │    └── DeliverySettledError             a delivery acked or nacked twice
      └── PublishError (ConnectionError)        the broker did not confirm a publish
+          └── RedisPublishError, NatsPublishError, KafkaPublishError
 
 The broker errors live beside the brokers (``brokers/lifecycle.py``, ``brokers/delivery.py``,
-``brokers/amqp/producer.py``); the SSE job errors (``JobNotFound``, ``JobExpired``,
+``brokers/protocol.py``); the SSE job errors (``JobNotFound``, ``JobExpired``,
 ``TooManyJobs``, ``ReplayGap``, ``BufferUnavailable``) beside the jobs in ``sse/``.
 """
 

@@ -8,7 +8,17 @@ import dataclasses
 import uuid
 from typing import Any
 
-__all__ = ["Message", "MessageBroker"]
+from cqrs._internal.errors import CQRSError
+
+__all__ = ["Message", "MessageBroker", "PublishError"]
+
+
+class PublishError(CQRSError, ConnectionError):
+    """A broker did not confirm a message within its deadline: it may not have been stored.
+
+    Every bundled broker raises it (or a subclass naming the broker) from ``send_message``
+    rather than let a publish pass silently; ``except PublishError`` catches them all.
+    """
 
 
 @dataclasses.dataclass

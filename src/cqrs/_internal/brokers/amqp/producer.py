@@ -31,8 +31,7 @@ from cqrs._internal.brokers.amqp.factories import make_pools
 from cqrs._internal.brokers.amqp.topology import QueueOptions, Topology
 from cqrs._internal.brokers.lifecycle import BrokerLifecycle
 from cqrs._internal.brokers.message import wire_body, wire_id
-from cqrs._internal.brokers.protocol import Message, MessageBroker
-from cqrs._internal.errors import CQRSError
+from cqrs._internal.brokers.protocol import Message, MessageBroker, PublishError
 
 with require("aio-pika", extra="rabbit", feature="cqrs.message_brokers.amqp"):
     import aio_pika
@@ -50,10 +49,6 @@ CONFIRM_TIMEOUT = 30.0
 """Seconds a publish may take, reconnections included, before it raises."""
 
 _RETRY_FIRST, _RETRY_MAX = 0.05, 2.0
-
-
-class PublishError(CQRSError, ConnectionError):
-    """RabbitMQ did not confirm a message: it may not have been stored."""
 
 
 class AMQPPublisher:

@@ -35,8 +35,7 @@ from cqrs._internal.brokers.nats.topology import (
     durable_name,
 )
 from cqrs._internal.brokers.nats.wire import MESSAGE_ID_HEADER, publish_headers
-from cqrs._internal.brokers.protocol import Message, MessageBroker
-from cqrs._internal.errors import CQRSError
+from cqrs._internal.brokers.protocol import Message, MessageBroker, PublishError
 
 with require("nats-py", extra="nats", feature="cqrs.message_brokers.nats"):
     from nats.aio.client import Client
@@ -61,7 +60,7 @@ ATTEMPT_TIMEOUT = 5.0
 _RETRY_FIRST, _RETRY_MAX = 0.05, 2.0
 
 
-class NatsPublishError(CQRSError, ConnectionError):
+class NatsPublishError(PublishError):
     """JetStream did not acknowledge a message: it may not have been stored."""
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from cqrs._internal.brokers.lifecycle import BrokerLifecycle, BrokerState
 from cqrs._internal.brokers.message import wire_id
-from cqrs._internal.brokers.protocol import Message, MessageBroker
+from cqrs._internal.brokers.protocol import Message, MessageBroker, PublishError
 from cqrs._internal.brokers.redis.batching import GroupCommit
 from cqrs._internal.brokers.redis.connection import (
     Backoff,
@@ -48,7 +48,6 @@ from cqrs._internal.brokers.redis.consumer import RedisSubscription, block_secon
 from cqrs._internal.brokers.redis.options import StreamOptions
 from cqrs._internal.brokers.redis.scripts import ADD_ONCE
 from cqrs._internal.brokers.redis.wire import ID, Fields, entry_fields
-from cqrs._internal.errors import CQRSError
 
 __all__ = ["CONFIRM_TIMEOUT", "RedisMessageBroker", "RedisPublishError", "RedisPublisher"]
 
@@ -69,7 +68,7 @@ PERSISTENCE_CHECK = 2.0
 """Seconds the broker waits, when it opens, to read what Redis keeps on disk."""
 
 
-class RedisPublishError(CQRSError, ConnectionError):
+class RedisPublishError(PublishError):
     """Redis did not confirm a message: it may or may not have been stored."""
 
 
