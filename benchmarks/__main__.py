@@ -15,6 +15,8 @@ from pathlib import Path
 
 from benchmarks import (
     brokers,
+    brokers_faststream,
+    brokers_kafka,
     brokers_nats,
     jobs_scale,
     latency,
@@ -44,6 +46,8 @@ ASYNC_CASES: tuple[tuple[str, AsyncCase], ...] = (
     ("rabbitmq", brokers.broker_rows),
     ("redis", broker_rows_redis),
     ("nats", brokers_nats.broker_rows_nats),
+    ("kafka", brokers_kafka.broker_rows_kafka),
+    ("faststream", brokers_faststream.broker_rows_faststream),
 )
 
 

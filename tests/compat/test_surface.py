@@ -244,7 +244,10 @@ SURFACE_4X: dict[str, list[str]] = {
     "cqrs.message_brokers.protocol": ["Message", "MessageBroker"],
     "cqrs.message_brokers.devnull": ["DevnullMessageBroker", "MESSAGE_BUS", "logger"],
     "cqrs.message_brokers.amqp": ["AMQPMessageBroker"],
+    "cqrs.message_brokers.kafka": ["KafkaMessageBroker"],
     "cqrs.adapters": [],
+    "cqrs.adapters.kafka": ["KafkaProducer", "kafka_producer_factory"],
+    "cqrs.adapters.protocol": ["AMQPConsumer", "AMQPPublisher", "KafkaProducer"],
     "cqrs.adapters.amqp": [
         "AMQPConsumer",
         "AMQPPublisher",
@@ -307,6 +310,7 @@ HAS_ALL_4X = frozenset(
         "cqrs.serializers",
         "cqrs.dispatcher",
         "cqrs.deserializers",
+        "cqrs.adapters.kafka",
     }
 )
 
@@ -318,6 +322,8 @@ EXTRA_OF: dict[str, str] = {
     "cqrs.message_brokers.amqp": "aio_pika",
     "cqrs.message_brokers.nats": "nats",
     "cqrs.message_brokers.redis": "redis",
+    "cqrs.integrations.faststream": "faststream",
+    "cqrs.adapters.kafka": "aiokafka",
 }
 
 _SAGA = "saga area (later work)"
@@ -420,7 +426,12 @@ DIFFERENT_BY_DESIGN: dict[str, str] = {
     "bootstrap": "cqrs.requests.bootstrap builds a RequestMediator, cqrs.events.bootstrap an "
     "EventMediator",
     "setup_mediator": "same split as bootstrap",
+    "AMQPConsumer": "cqrs.adapters.protocol holds the Protocol that cqrs.adapters.amqp's class "
+    "implements (as in 4.x)",
+    "AMQPPublisher": "as AMQPConsumer: Protocol in adapters.protocol, class in adapters.amqp",
+    "KafkaProducer": "as AMQPConsumer: Protocol in adapters.protocol, class in adapters.kafka",
 }
+_BOOTSTRAP_SPLIT = ("bootstrap", "setup_mediator")
 
 # Optional libraries `import cqrs` must not load (top-level import names).
 HEAVY_MODULES = (
@@ -660,8 +671,31 @@ def test_different_by_design_names_differ() -> None:
     from cqrs.events import bootstrap as events_bootstrap
     from cqrs.requests import bootstrap as requests_bootstrap
 
-    for name in DIFFERENT_BY_DESIGN:
+    for name in _BOOTSTRAP_SPLIT:
         assert getattr(events_bootstrap, name) is not getattr(requests_bootstrap, name), name
+
+
+@pytest.mark.parametrize(
+    ("name", "module", "extra"),
+    [
+        ("AMQPConsumer", "cqrs.adapters.amqp", "aio_pika"),
+        ("AMQPPublisher", "cqrs.adapters.amqp", "aio_pika"),
+        ("KafkaProducer", "cqrs.adapters.kafka", "aiokafka"),
+    ],
+)
+def test_adapter_classes_implement_the_protocols_of_the_same_name(
+    name: str, module: str, extra: str
+) -> None:
+    pytest.importorskip(extra)
+    protocol = getattr(importlib.import_module("cqrs.adapters.protocol"), name)
+    implementation = getattr(importlib.import_module(module), name)
+    assert protocol is not implementation
+    members = {
+        m for m in vars(protocol) if not m.startswith("_") and callable(getattr(protocol, m))
+    }
+    assert members, f"the {name} protocol declares no method"
+    missing = sorted(m for m in members if not callable(getattr(implementation, m, None)))
+    assert not missing, f"{module}.{name} lacks {missing} of the protocol"
 
 
 def test_reexports_keep_their_real_module() -> None:

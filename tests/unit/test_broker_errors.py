@@ -15,6 +15,7 @@ from cqrs.errors import BrokerStateError, CQRSError, DeliverySettledError, Publi
         ("cqrs.message_brokers.amqp", "PublishError", "aio_pika"),
         ("cqrs.message_brokers.redis", "RedisPublishError", "redis"),
         ("cqrs.message_brokers.nats", "NatsPublishError", "nats"),
+        ("cqrs.message_brokers.kafka", "KafkaPublishError", "aiokafka"),
     ],
 )
 def test_each_broker_publish_error_is_a_publish_error(module: str, name: str, extra: str) -> None:

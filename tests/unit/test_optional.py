@@ -173,6 +173,12 @@ def _probe(hidden: list[str], action: str) -> str:
             "from cqrs.container.dependency_injector import DependencyInjectorCQRSContainer",
             id="dependency-injector-container",
         ),
+        pytest.param(
+            "faststream",
+            ["faststream"],
+            "import cqrs.integrations.faststream",
+            id="faststream-integration",
+        ),
     ],
 )
 def test_missing_extra_gives_the_pip_line(extra: str, hidden: list[str], action: str) -> None:

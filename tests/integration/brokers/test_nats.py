@@ -212,8 +212,8 @@ async def test_the_wire_the_stream_and_the_consumers_it_creates(streams: StreamJ
 
 async def test_closing_returns_the_messages_not_yet_taken_too(streams: StreamJanitor) -> None:
     """A subscription pulls ahead (up to prefetch); closing it gives back the one taken
-    and the nine pulled but never handed out, at once: the next subscriber gets all ten,
-    each at attempt 2 (JetStream counted the first delivery)."""
+    and those pulled but never handed out, at once: the next subscriber gets all ten, the
+    taken one at attempt 2 (JetStream counted the first delivery)."""
     options = streams.options()
     name = topic()
     messages = order_messages(10, name)
@@ -231,7 +231,12 @@ async def test_closing_returns_the_messages_not_yet_taken_too(streams: StreamJan
             again.append((delivery.message.message_id, delivery.attempt))
             await delivery.ack()
     assert taken.message.message_id == messages[0].message_id
-    assert sorted(again) == sorted((m.message_id, 2) for m in messages)
+    assert sorted(i for i, _ in again) == sorted(m.message_id for m in messages)
+    attempts = dict(again)
+    assert attempts[messages[0].message_id] == 2
+    # the nine were pulled ahead (attempt 2) unless the pull had not reached them yet when
+    # the subscription closed, as on a loaded machine (attempt 1): never lost, never held
+    assert {attempts[m.message_id] for m in messages[1:]} <= {1, 2}
 
 
 async def test_a_delayed_nack_comes_back_after_what_was_published_meanwhile(

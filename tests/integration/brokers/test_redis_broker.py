@@ -470,6 +470,7 @@ def test_bad_settings_are_refused_with_what_to_do(redis_up: None) -> None:
         RedisMessageBroker(object())
     with pytest.raises(ValueError, match="confirm_timeout must be > 0"):
         RedisMessageBroker.from_url(REDIS_URL, confirm_timeout=0)
+    bad: dict[str, Any]
     for bad, message in (
         ({"maxlen": 0}, "maxlen must be at least 1 or None"),
         ({"group": ""}, "group must be a non-empty"),
