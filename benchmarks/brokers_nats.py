@@ -26,18 +26,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import uuid
 from typing import Any
 
-from benchmarks.brokers import (
+from benchmarks.broker_bench import (
+    CONSUME_NOTE,
     THROUGHPUT_TARGET,
-    _row,  # pyright: ignore[reportPrivateUsage]
-    _sizes,  # pyright: ignore[reportPrivateUsage]
-    _timed,  # pyright: ignore[reportPrivateUsage]
-    _Types,  # pyright: ignore[reportPrivateUsage]
+    EventTypes,
+    alternate,
+    comparison_row,
+    send_windows,
+    service_rows,
+    sizes,
+    time_event_consumer,
+    timed,
 )
-from benchmarks.report import Row, failed_row
+from benchmarks.report import Row
 from benchmarks.settings import Settings
 
 URL = "nats://127.0.0.1:4222"
@@ -48,34 +52,19 @@ WINDOW = 100
 PREFETCH = 100
 
 
-def _reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 4222), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 async def broker_rows_nats(settings: Settings) -> list[Row]:
     """The NATS rows; ``ERROR`` rows when NATS or nats-py is missing."""
-    names = (PUBLISH_ROW, SEQUENTIAL_ROW, CONSUME_ROW)
-    try:
-        import nats  # noqa: F401
-    except ImportError:
-        return [Row(n, "-", error="nats-py is not installed (the nats extra)") for n in names]
-    if not _reachable():
-        return [Row(n, "-", error="no NATS server on 127.0.0.1:4222") for n in names]
-    rows: list[Row] = []
-    for name, case in (
-        (PUBLISH_ROW, lambda: _publish_row(settings, WINDOW, PUBLISH_ROW)),
-        (SEQUENTIAL_ROW, lambda: _publish_row(settings, 1, SEQUENTIAL_ROW)),
-        (CONSUME_ROW, lambda: _consume_row(settings)),
-    ):
-        try:
-            rows.append(await case())
-        except Exception as exc:  # reported as an ERROR row
-            rows.append(failed_row(name, exc))
-    return rows
+    return await service_rows(
+        (
+            (PUBLISH_ROW, lambda: _publish_row(settings, WINDOW, PUBLISH_ROW)),
+            (SEQUENTIAL_ROW, lambda: _publish_row(settings, 1, SEQUENTIAL_ROW)),
+            (CONSUME_ROW, lambda: _consume_row(settings)),
+        ),
+        client="nats",
+        missing="nats-py is not installed (the nats extra)",
+        service="NATS",
+        port=4222,
+    )
 
 
 def _stream() -> Any:
@@ -100,13 +89,13 @@ async def _publish_row(settings: Settings, window: int, name: str) -> Row:
 
     from cqrs.message_brokers.nats import NatsJetStreamBroker
 
-    count, runs = _sizes(settings)
+    count, runs = sizes(settings)
     if window == 1:
         count //= 4
     options = _stream()
     topic = "orders"
     subject = options.subject(topic)
-    messages = _Types().messages(count, topic)
+    messages = EventTypes().messages(count, topic)
     broker = NatsJetStreamBroker(URL, stream=options)
     client = await nats.connect(URL)
     js = client.jetstream()
@@ -115,9 +104,7 @@ async def _publish_row(settings: Settings, window: int, name: str) -> Row:
             await broker.send_message(messages[0])  # creates the stream for both
 
             async def ours() -> None:
-                for start in range(0, count, window):
-                    chunk = messages[start : start + window]
-                    await asyncio.gather(*(broker.send_message(m) for m in chunk))
+                await send_windows(broker, messages, window)
 
             async def raw() -> None:
                 # Fresh ids each run: JetStream would drop a repeated id as a duplicate.
@@ -141,18 +128,16 @@ async def _publish_row(settings: Settings, window: int, name: str) -> Row:
                     ]
                     await asyncio.gather(*futures)
 
-            ours_samples: list[tuple[int, int]] = []
-            raw_samples: list[tuple[int, int]] = []
-            for _ in range(runs):
-                raw_samples.append(await _timed(raw))
-                for m in messages:  # fresh event ids, as fresh events would have
+            def fresh_ids() -> None:  # as fresh events would have
+                for m in messages:
                     m.message_id = uuid.uuid4()
-                ours_samples.append(await _timed(ours))
+
+            ours_samples, raw_samples = await alternate(runs, raw, ours, between=fresh_ids)
     finally:
         await _delete(client, options.name)
         await client.close()
     target = THROUGHPUT_TARGET if window > 1 else None
-    return _row(name, ours_samples, raw_samples, count, target, f"{window} in flight")
+    return comparison_row(name, ours_samples, raw_samples, count, target, f"{window} in flight")
 
 
 # --- consuming ------------------------------------------------------------------------------
@@ -162,11 +147,10 @@ async def _consume_row(settings: Settings) -> Row:
     import nats
     import pydantic_core
 
-    from cqrs.consumers import EventConsumer
     from cqrs.message_brokers.nats import NatsJetStreamBroker
 
-    types = _Types()
-    count, runs = _sizes(settings)
+    types = EventTypes()
+    count, runs = sizes(settings)
     ours_samples: list[tuple[int, int]] = []
     raw_samples: list[tuple[int, int]] = []
     options = _stream()
@@ -178,10 +162,7 @@ async def _consume_row(settings: Settings) -> Row:
 
             async def fill() -> str:
                 topic = f"orders-{uuid.uuid4().hex[:8]}"
-                messages = types.messages(count, topic)
-                for start in range(0, count, WINDOW):
-                    chunk = messages[start : start + WINDOW]
-                    await asyncio.gather(*(broker.send_message(m) for m in chunk))
+                await types.fill(broker, topic, count, WINDOW)
                 return topic
 
             for _ in range(runs):
@@ -201,38 +182,22 @@ async def _consume_row(settings: Settings) -> Row:
                             handled += 1
                     await subscription.unsubscribe()
 
-                raw_samples.append(await _timed(raw_run))
+                raw_samples.append(await timed(raw_run))
                 assert handler.handled == count
 
                 topic = await fill()
-                counter = types.counter(count)
-                consumer = EventConsumer(
-                    await broker.subscribe(topic, prefetch=PREFETCH),
-                    types.mediator(counter),
-                    types.event,
-                )
-
-                async def ours_run(
-                    consumer: EventConsumer = consumer, counter: Any = counter
-                ) -> None:
-                    running = asyncio.create_task(consumer.run())
-                    await counter.done.wait()
-                    await consumer.stop()  # lets the handled ones be acked
-                    await running
-                    assert consumer.stats.acked == count
-
-                ours_samples.append(await _timed(ours_run))
-                assert counter.handled == count
+                subscription = await broker.subscribe(topic, prefetch=PREFETCH)
+                ours_samples.append(await time_event_consumer(subscription, types, count))
     finally:
         await _delete(client, options.name)
         await client.close()
-    return _row(
+    return comparison_row(
         CONSUME_ROW,
         ours_samples,
         raw_samples,
         count,
         THROUGHPUT_TARGET,
-        f"prefetch {PREFETCH}, decode + 1 handler + ack",
+        f"prefetch {PREFETCH}, {CONSUME_NOTE}",
     )
 
 

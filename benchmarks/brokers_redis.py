@@ -23,18 +23,22 @@ saying so; the run goes on. Keys are created under a random prefix and deleted a
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from typing import Any
 
-from benchmarks.brokers import (
+from benchmarks.broker_bench import (
+    CONSUME_NOTE,
     THROUGHPUT_TARGET,
-    _row,  # pyright: ignore[reportPrivateUsage]
-    _sizes,  # pyright: ignore[reportPrivateUsage]
-    _timed,  # pyright: ignore[reportPrivateUsage]
-    _Types,  # pyright: ignore[reportPrivateUsage]
+    EventTypes,
+    alternate,
+    comparison_row,
+    send_windows,
+    service_rows,
+    sizes,
+    time_event_consumer,
+    timed,
 )
-from benchmarks.report import Row, failed_row
+from benchmarks.report import Row
 from benchmarks.settings import Settings
 
 URL = "redis://127.0.0.1:6379/0"
@@ -46,34 +50,19 @@ PREFETCH = 100
 MAXLEN = 100_000
 
 
-def _reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 async def broker_rows_redis(settings: Settings) -> list[Row]:
     """The Redis rows; ``ERROR`` rows when Redis or redis-py is missing."""
-    names = (PUBLISH_ROW, SEQUENTIAL_ROW, CONSUME_ROW)
-    try:
-        import redis.asyncio  # noqa: F401
-    except ImportError:
-        return [Row(n, "-", error="redis-py is not installed (the redis extra)") for n in names]
-    if not _reachable():
-        return [Row(n, "-", error="no Redis server on 127.0.0.1:6379") for n in names]
-    rows: list[Row] = []
-    for name, case in (
-        (PUBLISH_ROW, lambda: _publish_row(settings, WINDOW, PUBLISH_ROW)),
-        (SEQUENTIAL_ROW, lambda: _publish_row(settings, 1, SEQUENTIAL_ROW)),
-        (CONSUME_ROW, lambda: _consume_row(settings)),
-    ):
-        try:
-            rows.append(await case())
-        except Exception as exc:  # reported as an ERROR row
-            rows.append(failed_row(name, exc))
-    return rows
+    return await service_rows(
+        (
+            (PUBLISH_ROW, lambda: _publish_row(settings, WINDOW, PUBLISH_ROW)),
+            (SEQUENTIAL_ROW, lambda: _publish_row(settings, 1, SEQUENTIAL_ROW)),
+            (CONSUME_ROW, lambda: _consume_row(settings)),
+        ),
+        client="redis",
+        missing="redis-py is not installed (the redis extra)",
+        service="Redis",
+        port=6379,
+    )
 
 
 async def _delete(client: Any, prefix: str) -> None:
@@ -94,12 +83,12 @@ def _broker(prefix: str) -> Any:
 async def _publish_row(settings: Settings, window: int, name: str) -> Row:
     import redis.asyncio
 
-    count, runs = _sizes(settings)
+    count, runs = sizes(settings)
     if window == 1:
         count //= 4
     prefix = f"cqrs-bench-{uuid.uuid4().hex[:8]}:"
     topic = "orders"
-    messages = _Types().messages(count, topic)
+    messages = EventTypes().messages(count, topic)
     broker = _broker(prefix)
     client: Any = redis.asyncio.Redis.from_url(URL)
     raw_key = f"{prefix}raw"
@@ -111,9 +100,7 @@ async def _publish_row(settings: Settings, window: int, name: str) -> Row:
                     for message in messages:
                         await broker.send_message(message)
                     return
-                for start in range(0, count, window):
-                    chunk = messages[start : start + window]
-                    await asyncio.gather(*(broker.send_message(m) for m in chunk))
+                await send_windows(broker, messages, window)
 
             def fields(message: Any) -> dict[str, Any]:
                 return {
@@ -135,16 +122,12 @@ async def _publish_row(settings: Settings, window: int, name: str) -> Row:
 
             await raw()  # warm up both: connections, scripts, the streams
             await ours()
-            ours_samples: list[tuple[int, int]] = []
-            raw_samples: list[tuple[int, int]] = []
-            for _ in range(runs):
-                raw_samples.append(await _timed(raw))
-                ours_samples.append(await _timed(ours))
+            ours_samples, raw_samples = await alternate(runs, raw, ours)
     finally:
         await _delete(client, prefix)
         await client.aclose()
     target = THROUGHPUT_TARGET if window > 1 else None
-    return _row(name, ours_samples, raw_samples, count, target, f"{window} in flight")
+    return comparison_row(name, ours_samples, raw_samples, count, target, f"{window} in flight")
 
 
 # --- consuming ------------------------------------------------------------------------------
@@ -154,10 +137,8 @@ async def _consume_row(settings: Settings) -> Row:
     import pydantic_core
     import redis.asyncio
 
-    from cqrs.consumers import EventConsumer
-
-    types = _Types()
-    count, runs = _sizes(settings)
+    types = EventTypes()
+    count, runs = sizes(settings)
     prefix = f"cqrs-bench-{uuid.uuid4().hex[:8]}:"
     ours_samples: list[tuple[int, int]] = []
     raw_samples: list[tuple[int, int]] = []
@@ -168,10 +149,7 @@ async def _consume_row(settings: Settings) -> Row:
 
             async def fill() -> str:
                 topic = f"orders-{uuid.uuid4().hex[:8]}"
-                messages = types.messages(count, topic)
-                for start in range(0, count, WINDOW):
-                    chunk = messages[start : start + WINDOW]
-                    await asyncio.gather(*(broker.send_message(m) for m in chunk))
+                await types.fill(broker, topic, count, WINDOW)
                 return topic
 
             for _ in range(runs):
@@ -198,38 +176,22 @@ async def _consume_row(settings: Settings) -> Row:
                             await client.xack(key, "raw", *ids)
                         handled += len(ids)
 
-                raw_samples.append(await _timed(raw_run))
+                raw_samples.append(await timed(raw_run))
                 assert handler.handled == count
 
                 topic = await fill()
-                counter = types.counter(count)
-                consumer = EventConsumer(
-                    await broker.subscribe(topic, prefetch=PREFETCH),
-                    types.mediator(counter),
-                    types.event,
-                )
-
-                async def ours_run(
-                    consumer: EventConsumer = consumer, counter: Any = counter
-                ) -> None:
-                    running = asyncio.create_task(consumer.run())
-                    await counter.done.wait()
-                    await consumer.stop()  # lets the handled ones be acked
-                    await running
-                    assert consumer.stats.acked == count
-
-                ours_samples.append(await _timed(ours_run))
-                assert counter.handled == count
+                subscription = await broker.subscribe(topic, prefetch=PREFETCH)
+                ours_samples.append(await time_event_consumer(subscription, types, count))
     finally:
         await _delete(client, prefix)
         await client.aclose()
-    return _row(
+    return comparison_row(
         CONSUME_ROW,
         ours_samples,
         raw_samples,
         count,
         THROUGHPUT_TARGET,
-        f"prefetch {PREFETCH}, decode + 1 handler + ack",
+        f"prefetch {PREFETCH}, {CONSUME_NOTE}",
     )
 
 

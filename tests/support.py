@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar, cast
 
 import di
@@ -190,3 +190,116 @@ async def wait_until_async(
         if wait.over():
             raise wait.failure(details)
         await asyncio.sleep(every)
+
+
+# --- private server processes (redis-server and others on a free port) ----------------------
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port of ``host`` that nothing listens on now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def listening(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on ``host``:``port`` within 0.5 s."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A ``redis-server`` of one test alone on a free port of 127.0.0.1, logging and storing
+    in ``workdir``; :meth:`kill` and :meth:`start` again reuse the port.
+
+    ``persistent=False``: ``--save "" --appendonly no``, as the shared one: a restart loses
+    every key. ``persistent=True``: ``--appendonly yes --appendfsync always``: every write
+    Redis acknowledged is on disk before the reply, so a SIGKILL loses nothing it confirmed.
+    """
+
+    def __init__(self, binary: str, workdir: Any, *, persistent: bool = False) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.persistent = persistent
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: Any = None
+        self.starts = 0
+
+    def start(self) -> None:
+        """Start the server and wait until it answers PING (its data loaded); raises
+        ``AssertionError`` with its log if it exits or does not answer within PATIENCE."""
+        import subprocess
+
+        import redis
+        import redis.exceptions
+
+        assert self.process is None
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+            if self.persistent
+            else ["--save", "", "--appendonly", "no"]
+        )
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+             *persistence, "--daemonize", "no",
+             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.starts += 1
+        client = redis.Redis.from_url(self.url, socket_timeout=5)
+        try:
+            wait_until(
+                lambda: self._answers(client),
+                f"redis-server on port {self.port} to answer PING",
+                retry_on=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
+                details=self.log,
+            )
+        finally:
+            client.close()
+
+    def _answers(self, client: Any) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"redis-server exited:\n{self.log()}")
+        return bool(client.ping())
+
+    def kill(self) -> None:
+        """SIGKILL the server (no shutdown, no save) and reap it; nothing if not running."""
+        import signal
+
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(PATIENCE)
+        self.process = None
+
+    def log(self) -> str:
+        """The server's log so far."""
+        path = self.workdir / "redis.log"
+        return path.read_text(errors="replace") if path.exists() else "(no log)"
+
+
+def private_redis_server(workdir: Any, *, persistent: bool = False) -> Iterator[RedisServer]:
+    """For a fixture (``yield from``): a started :class:`RedisServer` in ``workdir``, killed
+    at the end whatever happened; skips the test when ``redis-server`` is not installed."""
+    import shutil
+
+    import pytest
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("the redis-server binary is not installed (apt-get install redis-server)")
+    server = RedisServer(binary, workdir, persistent=persistent)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -22,10 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -53,7 +49,10 @@ from tests.support import (
     LONG_TEST_TIMEOUT,
     PATIENCE,
     HoldsEvents,
+    RedisServer,
+    listening,
     make_streaming,
+    private_redis_server,
     wait_until,
     wait_until_async,
 )
@@ -62,7 +61,6 @@ from tests.tcp_proxy import TcpProxy
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(LONG_TEST_TIMEOUT)]
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_SERVER = shutil.which("redis-server")
 ITEMS = 80
 HOLD_AT = 40  # the handler waits before item 40 (frame 41) until the test releases it
 
@@ -71,88 +69,16 @@ SHARED_URL = "redis://127.0.0.1:6379/0"
 
 
 def _shared_redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    return listening(6379)
 
 
 # --- a private redis-server ---------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class RedisServer:
-    """A ``redis-server`` of this test alone, without persistence: ``kill`` and ``start``
-    again on the same port lose every key, as a crashed Redis without AOF/RDB does."""
-
-    def __init__(self, binary: str, workdir: Path) -> None:
-        self.binary = binary
-        self.workdir = workdir
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        """Start the server and wait until it answers PING."""
-        assert self.process is None
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--daemonize", "no",
-             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.starts += 1
-        client = redis.Redis.from_url(self.url, socket_timeout=5)
-        try:
-            wait_until(
-                self._answers(client),
-                f"redis-server on port {self.port} to answer PING",
-                retry_on=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
-                details=self.log,
-            )
-        finally:
-            client.close()
-
-    def _answers(self, client: redis.Redis) -> Any:
-        def check() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"redis-server exited:\n{self.log()}")
-            return bool(client.ping())
-
-        return check
-
-    def kill(self) -> None:
-        """SIGKILL the server (no shutdown, no save) and reap it."""
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(PATIENCE)
-        self.process = None
-
-    def log(self) -> str:
-        path = self.workdir / "redis.log"
-        return path.read_text(errors="replace") if path.exists() else "(no log)"
-
-
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server on a free port, stopped at the end whatever happened."""
-    if REDIS_SERVER is None:
-        pytest.skip("the redis-server binary is not installed (apt-get install redis-server)")
-    server = RedisServer(REDIS_SERVER, tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
+    yield from private_redis_server(tmp_path)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import PATIENCE, wait_until
+from tests.support import PATIENCE, free_port, listening, wait_until
 
 TEST_CONSUMER_OPTIONS: dict[str, Any] = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 200}
 """Group timeouts for tests only: joins take about 1 s instead of 5-18 s (real Kafka rejects
@@ -42,21 +41,6 @@ def tansu_binary() -> Path | None:
         if binary.is_file() and os.access(binary, os.X_OK):
             return binary
     return None
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 class Tansu:

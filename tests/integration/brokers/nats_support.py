@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import PATIENCE, wait_until
+from tests.support import PATIENCE, free_port, listening, wait_until
 
 NATS_HOST, NATS_PORT = "127.0.0.1", 4222
 NATS_URL = f"nats://{NATS_HOST}:{NATS_PORT}"
@@ -25,11 +24,7 @@ NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
 def reachable(port: int = NATS_PORT) -> bool:
-    try:
-        with socket.create_connection((NATS_HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    return listening(port, NATS_HOST)
 
 
 def require_nats() -> None:
@@ -87,12 +82,6 @@ async def stream_janitor() -> AsyncIterator[StreamJanitor]:
     finally:
         for name in sorted(janitor.names):
             await delete_stream(name)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((NATS_HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 class PrivateNatsServer:

@@ -11,34 +11,24 @@ deliveries until it is killed.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
-import redis
 import redis.asyncio
-import redis.exceptions
 
-from tests.support import PATIENCE, wait_until
+from tests.support import listening
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 NEEDS_REDIS = f"no Redis server reachable on {REDIS_HOST}:{REDIS_PORT}"
-REDIS_SERVER = shutil.which("redis-server")
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def redis_reachable() -> bool:
-    try:
-        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    return listening(REDIS_PORT, REDIS_HOST)
 
 
 def unique_prefix() -> str:
@@ -55,77 +45,6 @@ async def delete_keys(url: str, prefix: str) -> None:
             await client.delete(*keys)
     finally:
         await client.aclose()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class RedisServer:
-    """A ``redis-server`` of one test alone on a free port of 127.0.0.1.
-
-    ``persistent=False``: ``--save "" --appendonly no``, as the shared one: a restart loses
-    every key. ``persistent=True``: ``--appendonly yes --appendfsync always``: every write
-    Redis acknowledged is on disk before the reply, so a SIGKILL loses nothing it confirmed.
-    """
-
-    def __init__(self, binary: str, workdir: Path, *, persistent: bool) -> None:
-        self.binary = binary
-        self.workdir = workdir
-        self.persistent = persistent
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        """Start the server and wait until it answers PING (its data loaded)."""
-        assert self.process is None
-        persistence = (
-            ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
-            if self.persistent
-            else ["--appendonly", "no", "--save", ""]
-        )
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-             *persistence, "--daemonize", "no",
-             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.starts += 1
-        client = redis.Redis.from_url(self.url, socket_timeout=5)
-        try:
-            wait_until(
-                self._answers(client),
-                f"redis-server on port {self.port} to answer PING",
-                retry_on=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
-                details=self.log,
-            )
-        finally:
-            client.close()
-
-    def _answers(self, client: redis.Redis) -> Any:
-        def check() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"redis-server exited:\n{self.log()}")
-            return bool(client.ping())
-
-        return check
-
-    def kill(self) -> None:
-        """SIGKILL the server (no shutdown, no save) and reap it."""
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(PATIENCE)
-        self.process = None
-
-    def log(self) -> str:
-        path = self.workdir / "redis.log"
-        return path.read_text(errors="replace") if path.exists() else "(no log)"
 
 
 def consumer_process(url: str, topic: str, log: Path, hold_at: int, prefetch: int) -> Any:

@@ -32,7 +32,6 @@ from tests.integration.brokers.kafka_support import (
     TEST_CONSUMER_OPTIONS,
     Tansu,
     committed_offsets,
-    free_port,
     headers_of,
     read_records,
     session_tansu,
@@ -45,7 +44,7 @@ from tests.integration.brokers.support import (
     order_event,
     order_messages,
 )
-from tests.support import LONG_TEST_TIMEOUT, PATIENCE, wait_until_async
+from tests.support import LONG_TEST_TIMEOUT, PATIENCE, free_port, wait_until_async
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(LONG_TEST_TIMEOUT)]
 

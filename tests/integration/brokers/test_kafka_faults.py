@@ -29,13 +29,12 @@ from tests.integration.brokers.kafka_support import (
     TEST_CONSUMER_OPTIONS,
     Tansu,
     committed_offsets,
-    free_port,
     headers_of,
     read_records,
     skip_without_kafka,
 )
 from tests.integration.brokers.support import OrderPlaced, Recorder, mediator_for, order_messages
-from tests.support import LONG_TEST_TIMEOUT, PATIENCE, wait_until_async
+from tests.support import LONG_TEST_TIMEOUT, PATIENCE, free_port, wait_until_async
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(LONG_TEST_TIMEOUT)]

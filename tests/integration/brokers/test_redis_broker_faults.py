@@ -28,16 +28,20 @@ from cqrs.message_brokers.redis import RedisDelivery, RedisMessageBroker, Stream
 from tests.integration.brokers.redis_broker_support import (
     NEEDS_REDIS,
     REDIS_PORT,
-    REDIS_SERVER,
     REDIS_URL,
-    RedisServer,
     consumer_process,
     delete_keys,
     redis_reachable,
     unique_prefix,
 )
 from tests.integration.brokers.support import OrderPlaced, Recorder, mediator_for, order_messages
-from tests.support import LONG_TEST_TIMEOUT, PATIENCE, wait_until_async
+from tests.support import (
+    LONG_TEST_TIMEOUT,
+    PATIENCE,
+    RedisServer,
+    private_redis_server,
+    wait_until_async,
+)
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(LONG_TEST_TIMEOUT)]
@@ -61,27 +65,16 @@ async def prefix(redis_up: None) -> AsyncIterator[str]:
     await delete_keys(REDIS_URL, unique)
 
 
-def private_server(tmp_path: Path, *, persistent: bool) -> Iterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip("the redis-server binary is not installed (apt-get install redis-server)")
-    server = RedisServer(REDIS_SERVER, tmp_path, persistent=persistent)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
 @pytest.fixture
 def persistent_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server with ``--appendonly yes --appendfsync always``."""
-    yield from private_server(tmp_path, persistent=True)
+    yield from private_redis_server(tmp_path, persistent=True)
 
 
 @pytest.fixture
 def volatile_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server without persistence, as the shared one."""
-    yield from private_server(tmp_path, persistent=False)
+    yield from private_redis_server(tmp_path, persistent=False)
 
 
 async def restart(server: RedisServer) -> None:

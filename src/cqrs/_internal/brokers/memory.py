@@ -14,12 +14,12 @@ from typing import Self
 from cqrs._internal.brokers.delivery import (
     DEAD_LETTER_REASON_HEADER,
     ORIGINAL_TOPIC_HEADER,
-    DeliverySettledError,
     dead_letter_topic,
 )
 from cqrs._internal.brokers.lifecycle import BrokerLifecycle
 from cqrs._internal.brokers.message import received_message, wire_body, wire_id
 from cqrs._internal.brokers.protocol import Message, MessageBroker
+from cqrs._internal.brokers.settle import already_settled, subscription_closed
 
 __all__ = [
     "CallbackMessageBroker",
@@ -244,14 +244,7 @@ class MemorySubscription:
         unless ``dead_letter_reason`` is given; ``"dead-letter"`` moves it to the topic's
         dead-letter queue. Raises ``DeliverySettledError`` when it is no longer unsettled."""
         if self._unsettled.pop(entry.sequence, None) is None:
-            if self._closed:
-                raise DeliverySettledError(
-                    f"Cannot {action} a delivery after its subscription was closed; it went "
-                    "back to the broker and will be delivered again."
-                )
-            raise DeliverySettledError(
-                f"Cannot {action} a delivery that was already settled; settle each once."
-            )
+            raise subscription_closed(action) if self._closed else already_settled(action)
         if dead_letter_reason is not None:
             original = entry.message
             headers = dict(original.headers or {})

@@ -64,12 +64,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
-import urllib.parse
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from cqrs._internal._optional import require
+from cqrs._internal.backoff import Backoff
+from cqrs._internal.redis_urls import client_url, without_password
 from cqrs._internal.sse.frames import Frame, Reason, failure_frame, gap_frame
 from cqrs._internal.sse.replay import BufferUnavailable, JobState
 
@@ -200,23 +200,6 @@ LOG_LOST_MESSAGE = "The job's events were lost by the replay buffer; start the j
 UNSTORED_MESSAGE = "The job's events could not be stored; start the job again."
 
 
-class _Backoff:
-    """Delays of 0.05 s doubling up to 1 s, each with jitter (between half and all of it)."""
-
-    __slots__ = ("delay",)
-
-    def __init__(self) -> None:
-        self.delay = _FIRST_DELAY
-
-    def next(self) -> float:
-        delay = self.delay * (0.5 + random.random() / 2)
-        self.delay = min(self.delay * 2, _MAX_DELAY)
-        return delay
-
-    def reset(self) -> None:
-        self.delay = _FIRST_DELAY
-
-
 class _Writer:
     """What this buffer knows of a job it opened: the last frame id Redis acknowledged, the
     task keeping the job (lease renewal, then recording its end after a failure), and the
@@ -314,11 +297,11 @@ class RedisReplayBuffer:
                 retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0),
             )
             self._owns_client = True
-            self.url = _without_password(url)
+            self.url = without_password(url)
         else:
             self._redis = client
             self._owns_client = False
-            self.url = _client_url(client)
+            self.url = client_url(client)
         self.prefix = prefix
         self.ttl = ttl
         self.max_frames = max_frames
@@ -502,7 +485,7 @@ class RedisReplayBuffer:
     async def _renew_lease(self, job_id: str, writer: _Writer) -> None:
         """Renew the lease every ``lease / 3`` seconds until the job ends here or elsewhere."""
         stream, state, lease = self._keys(job_id)
-        backoff = _Backoff()
+        backoff = Backoff(_FIRST_DELAY, _MAX_DELAY)
         delay = self.lease / 3
         while True:
             await asyncio.sleep(delay)
@@ -548,7 +531,7 @@ class RedisReplayBuffer:
         answers, retrying for up to ``running_ttl``; then forget the writer."""
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self.running_ttl
-        backoff = _Backoff()
+        backoff = Backoff(_FIRST_DELAY, _MAX_DELAY)
         try:
             while True:
                 frame = writer.pending
@@ -716,7 +699,7 @@ class _Outage:
         self.url = url
         self.deadline = deadline
         self.since: float | None = None
-        self.backoff = _Backoff()
+        self.backoff = Backoff(_FIRST_DELAY, _MAX_DELAY)
 
     def reset(self) -> None:
         self.since = None
@@ -765,27 +748,3 @@ def _entry(entry_id: Any, fields: Any) -> tuple[int, Frame, int]:
         Frame(str(decoded["event"]), str(decoded["data"]), frame_id),
         frame_id - 1 if prev is None else int(prev),
     )
-
-
-def _without_password(url: str) -> str:
-    """``url`` without its password and query (which may hold one)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
-    if parts.username:
-        netloc = f"{parts.username}@{netloc}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _client_url(client: Any) -> str:
-    """Where a given client connects, as a url without credentials."""
-    try:
-        kwargs: dict[str, Any] = client.connection_pool.connection_kwargs
-    except AttributeError:
-        return "(a redis client)"
-    if kwargs.get("path"):
-        return f"unix://{kwargs['path']}"
-    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
-    return f"redis://{host}:{port}/{db}"

@@ -61,6 +61,7 @@ from cqrs._internal.brokers.kafka.wire import (
 )
 from cqrs._internal.brokers.lifecycle import BrokerStateError
 from cqrs._internal.brokers.protocol import Message
+from cqrs._internal.brokers.settle import claim, subscription_closed
 
 with require("aiokafka", extra="kafka", feature="KafkaMessageBroker.subscribe"):
     from aiokafka import (  # pyright: ignore[reportMissingTypeStubs]
@@ -632,20 +633,9 @@ class KafkaDelivery:
         self._returned = True
 
     def _claim(self, action: str) -> None:
-        if self._settled:
-            if self._returned:
-                raise DeliverySettledError(
-                    f"Cannot {action} a delivery after its subscription was closed; it went "
-                    "back to the broker and will be delivered again."
-                )
-            raise DeliverySettledError(
-                f"Cannot {action} a delivery that was already settled; settle each once."
-            )
-        if self._subscription.closed:
-            raise DeliverySettledError(
-                f"Cannot {action} a delivery after its subscription was closed; it went back "
-                "to the broker and will be delivered again."
-            )
+        if self._returned:
+            raise subscription_closed(action)
+        claim(action, settled=self._settled, closed=self._subscription.closed)
         self._settled = True
         if not self.ledger.active:
             self._subscription._released(self)  # pyright: ignore[reportPrivateUsage]

@@ -35,10 +35,11 @@ from types import TracebackType
 from typing import Any, Self
 
 from cqrs._internal._optional import require
-from cqrs._internal.brokers.delivery import DeliverySettledError, dead_letter_topic
+from cqrs._internal.brokers.delivery import dead_letter_topic
 from cqrs._internal.brokers.nats.topology import Topology
 from cqrs._internal.brokers.nats.wire import dead_letter_headers, received
 from cqrs._internal.brokers.protocol import Message
+from cqrs._internal.brokers.settle import claim
 
 with require("nats-py", extra="nats", feature="cqrs.message_brokers.nats"):
     from nats.aio.client import Client
@@ -436,15 +437,7 @@ class NatsDelivery:
         return self._raw.metadata.num_delivered
 
     def _claim(self, action: str) -> None:
-        if self._settled:
-            raise DeliverySettledError(
-                f"Cannot {action} a delivery that was already settled; settle each once."
-            )
-        if self._subscription.closed:
-            raise DeliverySettledError(
-                f"Cannot {action} a delivery after its subscription was closed; it went back "
-                "to the broker and will be delivered again."
-            )
+        claim(action, settled=self._settled, closed=self._subscription.closed)
         self._settled = True
 
     async def ack(self) -> None:

@@ -1,15 +1,12 @@
-"""The redis-py client of the broker, which failures are worth a retry, and the backoff.
+"""The redis-py client of the broker and which failures are worth a retry.
 
-The broker retries by itself (with the backoff below, up to a deadline), so a client it
-creates does not retry on its own. A client passed in keeps its own retry settings, under the
-broker's.
+The broker retries by itself (with ``cqrs._internal.backoff.Backoff``, up to a deadline), so
+a client it creates does not retry on its own. A client passed in keeps its own retry
+settings, under the broker's.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
-import urllib.parse
 from typing import Any, cast
 
 from cqrs._internal._optional import require
@@ -21,18 +18,11 @@ with require("redis", extra="redis", feature="cqrs.message_brokers.redis"):
     import redis.exceptions
 
 __all__ = [
-    "FIRST_DELAY",
-    "MAX_DELAY",
-    "Backoff",
     "check_client",
-    "client_url",
     "is_no_group",
     "make_client",
     "retryable",
-    "without_password",
 ]
-
-FIRST_DELAY, MAX_DELAY = 0.05, 2.0
 
 _RETRYABLE: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,  # BusyLoadingError too: Redis is loading its data
@@ -58,32 +48,6 @@ def is_no_group(exc: BaseException) -> bool:
     return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(
         ("NOGROUP", "UNBLOCKED")
     )
-
-
-class Backoff:
-    """Delays of 0.05 s doubling up to 2 s, each with jitter (between half and all of it)."""
-
-    __slots__ = ("delay",)
-
-    def __init__(self) -> None:
-        self.delay = FIRST_DELAY
-
-    def next(self) -> float:
-        """The next delay in seconds."""
-        delay = self.delay * (0.5 + random.random() / 2)
-        self.delay = min(self.delay * 2, MAX_DELAY)
-        return delay
-
-    def reset(self) -> None:
-        """Start again from the first delay (after a call got through)."""
-        self.delay = FIRST_DELAY
-
-    async def sleep(self, deadline: float | None = None) -> None:
-        """Sleep for the next delay, but not past ``deadline`` (loop time)."""
-        delay = self.next()
-        if deadline is not None:
-            delay = min(delay, max(0.0, deadline - asyncio.get_running_loop().time()))
-        await asyncio.sleep(delay)
 
 
 def make_client(url: str, *, socket_timeout: float) -> Any:
@@ -112,27 +76,3 @@ def check_client(client: Any) -> None:
             "the Redis client decodes responses (decode_responses=True), which would turn "
             "message bodies into text; pass a client made without it"
         )
-
-
-def without_password(url: str) -> str:
-    """``url`` without its password and query (which may hold one)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
-    if parts.username:
-        netloc = f"{parts.username}@{netloc}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def client_url(client: Any) -> str:
-    """Where a given client connects, as a url without credentials."""
-    try:
-        kwargs: dict[str, Any] = client.connection_pool.connection_kwargs
-    except AttributeError:
-        return "(a redis client)"
-    if kwargs.get("path"):
-        return f"unix://{kwargs['path']}"
-    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
-    return f"redis://{host}:{port}/{db}"

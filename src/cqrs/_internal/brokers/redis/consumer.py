@@ -43,15 +43,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
 
+from cqrs._internal.backoff import Backoff
 from cqrs._internal.brokers.delivery import (
     DEAD_LETTER_REASON_HEADER,
     ORIGINAL_TOPIC_HEADER,
-    DeliverySettledError,
     dead_letter_topic,
 )
 from cqrs._internal.brokers.protocol import Message
 from cqrs._internal.brokers.redis.batching import GroupCommit
-from cqrs._internal.brokers.redis.connection import Backoff, is_no_group, retryable
+from cqrs._internal.brokers.redis.connection import is_no_group, retryable
 from cqrs._internal.brokers.redis.options import StreamOptions
 from cqrs._internal.brokers.redis.scripts import (
     CLAIM,
@@ -63,6 +63,7 @@ from cqrs._internal.brokers.redis.scripts import (
     SWEEP,
 )
 from cqrs._internal.brokers.redis.wire import HEADER_PREFIX, Fields, entry_message
+from cqrs._internal.brokers.settle import already_settled, subscription_closed
 
 __all__ = ["RedisDelivery", "RedisSubscription", "block_seconds", "consumer_name"]
 
@@ -485,15 +486,10 @@ class RedisSubscription:
     def _take(self, delivery: RedisDelivery, action: str) -> None:
         """Mark ``delivery`` as being settled, or raise ``DeliverySettledError``."""
         if self._closed:
-            raise DeliverySettledError(
-                f"Cannot {action} a delivery after its subscription was closed; it went back "
-                "to the broker and will be delivered again."
-            )
+            raise subscription_closed(action)
         entry_id = delivery.entry_id_bytes
         if self._unsettled.get(entry_id) is not delivery:
-            raise DeliverySettledError(
-                f"Cannot {action} a delivery that was already settled; settle each once."
-            )
+            raise already_settled(action)
         del self._unsettled[entry_id]
         self._settling.add(entry_id)
         self._quiet.clear()

@@ -32,22 +32,17 @@ import dataclasses
 import logging
 from typing import Any
 
+from cqrs._internal.backoff import Backoff
 from cqrs._internal.brokers.lifecycle import BrokerLifecycle, BrokerState
 from cqrs._internal.brokers.message import wire_id
 from cqrs._internal.brokers.protocol import Message, MessageBroker, PublishError
 from cqrs._internal.brokers.redis.batching import GroupCommit
-from cqrs._internal.brokers.redis.connection import (
-    Backoff,
-    check_client,
-    client_url,
-    make_client,
-    retryable,
-    without_password,
-)
+from cqrs._internal.brokers.redis.connection import check_client, make_client, retryable
 from cqrs._internal.brokers.redis.consumer import RedisSubscription, block_seconds
 from cqrs._internal.brokers.redis.options import StreamOptions
 from cqrs._internal.brokers.redis.scripts import ADD_ONCE
 from cqrs._internal.brokers.redis.wire import ID, Fields, entry_fields
+from cqrs._internal.redis_urls import client_url, without_password
 
 __all__ = ["CONFIRM_TIMEOUT", "RedisMessageBroker", "RedisPublishError", "RedisPublisher"]
 
