@@ -457,3 +457,71 @@ def test_backoff_grows_and_is_capped() -> None:
 async def test_order_event_helper_round_trips() -> None:
     event = order_event(7, "t")
     assert OrderPlaced.from_dict(**event.to_dict()) == event
+
+
+class DelayedNacks:
+    """Deliveries whose ``nack`` takes a ``delay`` (as NATS JetStream's): the delay is noted
+    and the message returned at once, so a runner that slept instead would hang."""
+
+    def __init__(self, inner: MemorySubscription) -> None:
+        self.inner = inner
+        self.topic = inner.topic
+        self.prefetch = inner.prefetch
+        self.delays: list[float | None] = []
+
+    def __aiter__(self) -> DelayedNacks:
+        return self
+
+    async def __anext__(self) -> Any:
+        return DelayedNack(await anext(self.inner), self.delays)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class DelayedNack:
+    def __init__(self, inner: MemoryDelivery, delays: list[float | None]) -> None:
+        self.inner = inner
+        self.delays = delays
+        self.message = inner.message
+        self.attempt = inner.attempt
+
+    async def ack(self) -> None:
+        await self.inner.ack()
+
+    async def nack(self, requeue: bool = True, *, delay: float | None = None) -> None:
+        self.delays.append(delay)
+        await self.inner.nack(requeue)
+
+    async def dead_letter(self, reason: str) -> None:
+        await self.inner.dead_letter(reason)
+
+
+async def test_a_delayed_nack_carries_the_backoff_instead_of_holding_the_slot(
+    broker: InMemoryMessageBroker,
+) -> None:
+    name = topic()
+    await publish(broker, order_messages(3, name))
+    tasks_before = len(asyncio.all_tasks())
+
+    def flaky(event: Any, call: int) -> None:
+        if event.payload.order_id == 0 and call <= 2:
+            raise ConnectionError(f"database away (call {call})")
+
+    recorder = Recorder(flaky)
+    subscription = DelayedNacks(await broker.subscribe(name, prefetch=5))
+    consumer = EventConsumer(
+        subscription,  # type: ignore[arg-type]
+        mediator_for(recorder),
+        OrderPlaced,
+        backoff=Backoff(initial=3600.0, maximum=10_000.0),
+        concurrency=1,
+    )
+    running = asyncio.create_task(consumer.run())
+    await wait_until_async(lambda: consumer.stats.acked == 3, "3 acks")
+    await consumer.stop()
+    await running
+    assert subscription.delays == [3600.0, 7200.0]  # returned at once, the wait is the broker's
+    assert recorder.calls == {0: 3, 1: 1, 2: 1}
+    assert dataclasses.astuple(consumer.stats) == (5, 3, 2, 0, 0)
+    assert len(asyncio.all_tasks()) == tasks_before

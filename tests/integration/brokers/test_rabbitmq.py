@@ -18,7 +18,7 @@ from cqrs.adapters.amqp import (
 )
 from cqrs.consumers import Backoff, EventConsumer
 from cqrs.deserializers import JsonDeserializer
-from cqrs.message_brokers.amqp import AMQPMessageBroker
+from cqrs.message_brokers.amqp import AMQPMessageBroker, QueueOptions
 from cqrs.testing import ConformanceError, check_message_broker
 from tests.integration.brokers.conftest import RABBIT_URL, QueueJanitor
 from tests.integration.brokers.support import (
@@ -114,6 +114,87 @@ async def test_the_runner_consumes_retries_and_dead_letters_on_rabbitmq(
         "undecodable: the body is not JSON (key must be a string at line 1 column 2)",
         "unknown event name 'Nope': this consumer decodes ['OrderPlaced']",
     ]
+
+
+class AttemptsOf:
+    """A subscription that notes the attempt of every delivery of one message."""
+
+    def __init__(self, inner: Any, message_id: object, seen: list[int]) -> None:
+        self.inner = inner
+        self.topic = inner.topic
+        self.prefetch = inner.prefetch
+        self.message_id = message_id
+        self.seen = seen
+
+    def __aiter__(self) -> AttemptsOf:
+        return self
+
+    async def __anext__(self) -> Any:
+        delivery = await anext(self.inner)
+        if delivery.message.message_id == self.message_id:
+            self.seen.append(delivery.attempt)
+        return delivery
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_a_classic_queue_counts_attempts_so_a_failing_message_reaches_its_limit(
+    janitor: QueueJanitor,
+) -> None:
+    """A classic queue only tells a first delivery from a redelivery; the attempts are
+    counted in a header of a confirmed copy, so attempts 1, 2, 3, 4 are seen, then the
+    dead letter, and nothing is left in the queue."""
+    name = topic()
+    janitor.add(name)
+    seen: list[int] = []
+
+    def failing(event: Any, call: int) -> None:
+        if event.payload.order_id == 1:
+            raise ConnectionError(f"database away (call {call})")
+
+    def on_dead_letter(delivery: Any, reason: str) -> None:
+        seen.append(-delivery.attempt)
+
+    recorder = Recorder(failing)
+    classic = QueueOptions(queue_type="classic")
+    async with AMQPMessageBroker.from_url(
+        RABBIT_URL, "cqrs-test", queue_options=classic, confirm_timeout=PATIENCE
+    ) as amqp:
+        messages = order_messages(3, name)
+        failing_id = messages[1].message_id
+        await asyncio.gather(*(amqp.send_message(m) for m in messages))
+        subscription = await amqp.subscribe(name, prefetch=5)
+        probe: Any = AttemptsOf(subscription, failing_id, seen)  # a Subscription by duck typing
+        consumer = EventConsumer(
+            probe,
+            mediator_for(recorder),
+            {"OrderPlaced": OrderPlaced},
+            max_attempts=4,
+            backoff=Backoff(initial=0.01),
+            on_dead_letter=on_dead_letter,
+        )
+        await run_until(consumer, lambda: consumer.stats.dead_lettered == 1, "the dead letter")
+        dead = await amqp.subscribe(dead_letter_topic(name), prefetch=5)
+        async with asyncio.timeout(PATIENCE):
+            letter = await anext(dead)
+        reason = (letter.message.headers or {})[DEAD_LETTER_REASON_HEADER]
+        await letter.ack()
+        await dead.close()
+        left = await amqp.subscribe(name, prefetch=5)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await anext(left)
+        await left.close()
+    assert recorder.calls[1] == 4
+    assert seen == [1, 2, 3, 4, -4]
+    assert recorder.handled == {0: 1, 2: 1}
+    assert reason == ("handler failed on attempt 4 of 4: ConnectionError: database away (call 4)")
+    assert (consumer.stats.acked, consumer.stats.retried, consumer.stats.dead_lettered) == (
+        2,
+        3,
+        1,
+    )
 
 
 async def test_4x_publisher_and_consumer_adapters_as_4x_code_uses_them(

@@ -4,8 +4,10 @@ Per delivery: decode (4.x ``JsonDeserializer`` semantics, see ``decode.py``), se
 through the mediator, and only then ``ack``. A handler failure is retried through the
 broker (``nack(requeue=True)`` after a backoff, so the attempt count is the broker's and
 survives a restart of this process) until ``max_attempts``, then dead-lettered with the
-error as the reason. A message that can never be decoded (bad JSON, wrong schema, unknown
-event name) is dead-lettered at once. The runner never crashes on bad input and never
+error as the reason; a delivery that takes a delayed ``nack`` (NATS) is returned at once
+with the backoff as its delay instead. A message that can never be decoded (bad JSON, wrong
+schema, unknown event name) is dead-lettered at once (the policy is ``policy.py``, shared with
+the FastStream adapter). The runner never crashes on bad input and never
 settles a message it did not finish: on stop, unfinished deliveries stay unsettled and the
 broker delivers them again.
 """
@@ -13,52 +15,22 @@ broker delivers them again.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Callable
 
 from cqrs._internal.brokers.delivery import Delivery, Subscription
-from cqrs._internal.consumers.decode import EventDecoder, EventSource, Poison
+from cqrs._internal.consumers.decode import EventSource
+from cqrs._internal.consumers.policy import (
+    DEFAULT_BACKOFF,
+    Backoff,
+    ConsumerStats,
+    MessagePolicy,
+    SupportsSend,
+)
 
 __all__ = ["Backoff", "ConsumerStats", "EventConsumer", "SupportsSend"]
 
 logger = logging.getLogger("cqrs.consumer")
-
-
-class SupportsSend(Protocol):
-    """What the runner sends events to: ``EventMediator`` or anything with ``send``."""
-
-    def send(self, event: Any, /) -> Awaitable[Any]:
-        """Handle ``event``; raise if a handler failed."""
-        ...
-
-
-@dataclasses.dataclass(frozen=True)
-class Backoff:
-    """Delay before a failed message is returned for its next attempt:
-    ``initial * factor ** (attempt - 1)`` seconds, at most ``maximum``."""
-
-    initial: float = 0.1
-    factor: float = 2.0
-    maximum: float = 30.0
-
-    def __call__(self, attempt: int) -> float:
-        """The delay after the failure of attempt ``attempt`` (1-based)."""
-        return min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
-
-
-@dataclasses.dataclass
-class ConsumerStats:
-    """Counts of what a runner did, for logs, metrics and tests."""
-
-    received: int = 0
-    acked: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    settle_failures: int = 0
-    """Acks, nacks or dead-letters the broker refused (a lost connection): those messages
-    are delivered again."""
 
 
 class EventConsumer:
@@ -84,23 +56,19 @@ class EventConsumer:
         events: EventSource,
         *,
         max_attempts: int = 5,
-        backoff: Callable[[int], float] = Backoff(),
+        backoff: Callable[[int], float] = DEFAULT_BACKOFF,
         concurrency: int | None = None,
         on_dead_letter: Callable[[Delivery, str], object] | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        self._policy = MessagePolicy[Delivery](
+            mediator, events, max_attempts, backoff, on_dead_letter, logger
+        )
         concurrency = subscription.prefetch if concurrency is None else concurrency
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self._subscription = subscription
-        self._send = mediator.send
-        self._decode = EventDecoder(events).decode
-        self._max_attempts = max_attempts
-        self._backoff = backoff
+        self.stats = self._policy.stats
         self._concurrency = concurrency
-        self._on_dead_letter = on_dead_letter
-        self.stats = ConsumerStats()
         self._stopping = False
         self._intake: asyncio.Task[None] | None = None
         self._intake_waiting = False
@@ -193,7 +161,7 @@ class EventConsumer:
             if delivery is None:
                 slots.release()
                 break
-            task = asyncio.create_task(self._handle(delivery))
+            task = asyncio.create_task(self._policy.handle(delivery))
             inflight.add(task)
             task.add_done_callback(inflight.discard)
             task.add_done_callback(lambda _: slots.release())
@@ -207,85 +175,6 @@ class EventConsumer:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-
-    # -- one delivery ----------------------------------------------------------------------
-
-    async def _handle(self, delivery: Delivery) -> None:
-        self.stats.received += 1
-        try:
-            event = self._decode(delivery.message)
-        except Poison as poison:
-            await self._dead_letter(delivery, poison.reason)
-            return
-        try:
-            await self._send(event)
-        except Exception as exc:
-            await self._failed(delivery, exc)
-            return
-        if await self._settle(delivery, "ack", delivery.ack()):
-            self.stats.acked += 1
-
-    async def _failed(self, delivery: Delivery, exc: Exception) -> None:
-        attempt = delivery.attempt
-        what = f"{type(exc).__name__}: {exc}"
-        if attempt >= self._max_attempts:
-            await self._dead_letter(
-                delivery,
-                f"handler failed on attempt {attempt} of {self._max_attempts}: {what}",
-                exc,
-            )
-            return
-        delay = self._backoff(attempt)
-        logger.warning(
-            "Handling message %s failed on attempt %d of %d (%s); it is retried in %.3g s.",
-            delivery.message.message_id,
-            attempt,
-            self._max_attempts,
-            what,
-            delay,
-        )
-        if delay > 0:
-            await asyncio.sleep(delay)  # cancelled by a stop past its grace: left unsettled
-        if await self._settle(delivery, "nack", delivery.nack(requeue=True)):
-            self.stats.retried += 1
-
-    async def _dead_letter(
-        self, delivery: Delivery, reason: str, exc: BaseException | None = None
-    ) -> None:
-        logger.error(
-            "Message %s (%r) is dead-lettered: %s",
-            delivery.message.message_id,
-            delivery.message.message_name,
-            reason,
-            exc_info=exc,
-        )
-        if not await self._settle(delivery, "dead-letter", delivery.dead_letter(reason)):
-            return
-        self.stats.dead_lettered += 1
-        hook = self._on_dead_letter
-        if hook is not None:
-            try:
-                result = hook(delivery, reason)
-                if isinstance(result, Awaitable):
-                    await result
-            except Exception:
-                logger.exception("on_dead_letter hook failed for %s", delivery.message.message_id)
-
-    async def _settle(self, delivery: Delivery, action: str, settling: Awaitable[None]) -> bool:
-        """Await a settlement; a refusal is logged and counted, never raised."""
-        try:
-            await settling
-        except Exception as exc:
-            self.stats.settle_failures += 1
-            logger.warning(
-                "Could not %s message %s (%s: %s); the broker will deliver it again.",
-                action,
-                delivery.message.message_id,
-                type(exc).__name__,
-                exc,
-            )
-            return False
-        return True
 
 
 _STOP = "cqrs.EventConsumer.stop"

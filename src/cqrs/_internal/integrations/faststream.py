@@ -26,12 +26,13 @@ is cancelled and its message left unacked: RabbitMQ delivers it again.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from cqrs._internal._optional import require
+from cqrs._internal.brokers.amqp import attempts
+from cqrs._internal.brokers.amqp.attempts import ATTEMPTS_HEADER
 from cqrs._internal.brokers.amqp.topology import DEAD_LETTER_EXCHANGE, QueueOptions
 from cqrs._internal.brokers.delivery import (
     DEAD_LETTER_REASON_HEADER,
@@ -42,8 +43,8 @@ from cqrs._internal.brokers.delivery import (
 )
 from cqrs._internal.brokers.message import received_message
 from cqrs._internal.brokers.protocol import Message, PublishError
-from cqrs._internal.consumers.decode import EventDecoder, EventSource, Poison
-from cqrs._internal.consumers.runner import Backoff, ConsumerStats, SupportsSend
+from cqrs._internal.consumers.decode import EventSource
+from cqrs._internal.consumers.policy import DEFAULT_BACKOFF, MessagePolicy, SupportsSend
 
 with require("faststream", extra="faststream", feature="cqrs.integrations.faststream"):
     import aio_pika
@@ -76,16 +77,8 @@ __all__ = [
 
 logger = logging.getLogger("cqrs.faststream")
 
-ATTEMPTS_HEADER = "x-cqrs-attempts"
-"""Header of a retried copy: how many attempts were made before it was published."""
-
 CONFIRM_TIMEOUT = 30.0
 """Seconds a retry or dead-letter copy may wait for RabbitMQ's confirm."""
-
-DEFAULT_BACKOFF = Backoff()
-"""0.1 s after the first failure, doubling up to 30 s (as ``EventConsumer``)."""
-
-_DELIVERY_COUNT_HEADER = "x-delivery-count"
 
 # -- attempts and the queue as cqrs declares it ---------------------------------------------------
 
@@ -99,21 +92,7 @@ def attempt_of(message: RabbitMessage | AbstractIncomingMessage) -> int:
     or the aio-pika one (what a FastStream broker middleware sees as ``self.msg``).
     """
     raw = message.raw_message if isinstance(message, RabbitMessage) else message
-    headers = raw.headers or {}
-    count = headers.get(_DELIVERY_COUNT_HEADER)
-    delivery = count + 1 if isinstance(count, int) else 2 if raw.redelivered else 1
-    return _count(headers.get(ATTEMPTS_HEADER)) + delivery
-
-
-def _count(value: object) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return max(0, value)
-    if isinstance(value, bytes | str):
-        text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
-        return int(text) if text.isdigit() else 0
-    return 0
+    return attempts.attempt_of(raw.headers, raw.redelivered)
 
 
 def rabbit_queue(name: str, options: QueueOptions | None = None) -> RabbitQueue:
@@ -307,10 +286,7 @@ class FastStreamDelivery:
         await self._message.ack()
 
     def _copied_headers(self) -> dict[str, Any]:
-        headers: dict[str, Any] = dict(self.raw.headers or {})
-        headers.pop(_DELIVERY_COUNT_HEADER, None)
-        headers.pop(ATTEMPTS_HEADER, None)
-        return headers
+        return attempts.copied_headers(self.raw.headers)
 
     async def _publish(
         self,
@@ -365,11 +341,8 @@ class FastStreamDelivery:
 # -- the subscriber -------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class _Policy:
-    max_attempts: int
-    backoff: Callable[[int], float]
-    on_dead_letter: Callable[[Delivery, str], object] | None
+async def _retry(delivery: FastStreamDelivery) -> None:
+    await delivery.retry()
 
 
 class EventSubscriber:
@@ -380,40 +353,27 @@ class EventSubscriber:
     def __init__(
         self,
         subscriber: RabbitSubscriber,
-        mediator: SupportsSend,
-        decoder: EventDecoder,
-        policy: _Policy,
+        policy: MessagePolicy[FastStreamDelivery],
         dead_letters: _DeadLetters,
         confirm_timeout: float,
     ) -> None:
         self.subscriber = subscriber
         self.queue = dead_letters.queue
-        self.stats = ConsumerStats()
-        self._send = mediator.send
-        self._decode = decoder.decode
+        self.stats = policy.stats
         self._policy = policy
         self._dead_letters = dead_letters
         self._confirm_timeout = confirm_timeout
+        self._declaring = True
 
     async def handle(self, message: RabbitMessage) -> None:
-        """Decode, send, then ack; retry or dead-letter by the policy. Never raises for a
-        bad message or a failing handler; ``CancelledError`` leaves the message unsettled."""
+        """Decode, send, then ack; retry or dead-letter by the policy of
+        ``EventConsumer`` (``consumers/policy.py``). Never raises for a bad message or a
+        failing handler; ``CancelledError`` leaves the message unsettled."""
         delivery = FastStreamDelivery(message, self._dead_letters, self._confirm_timeout)
-        self.stats.received += 1
-        if self.stats.received == 1:
+        if self._declaring:
+            self._declaring = False
             await self._declare_dead_letters(delivery)
-        try:
-            event = self._decode(delivery.message)
-        except Poison as poison:
-            await self._dead_letter(delivery, poison.reason)
-            return
-        try:
-            await self._send(event)
-        except Exception as exc:
-            await self._failed(delivery, exc)
-            return
-        if await self._settle(delivery, "ack", delivery.ack()):
-            self.stats.acked += 1
+        await self._policy.handle(delivery)
 
     async def _declare_dead_letters(self, delivery: FastStreamDelivery) -> None:
         """Declare the dead-letter side up front, so RabbitMQ's own dead-lettering (past a
@@ -427,70 +387,6 @@ class EventSubscriber:
                 type(exc).__name__,
                 exc,
             )
-
-    async def _failed(self, delivery: FastStreamDelivery, exc: Exception) -> None:
-        attempt = delivery.attempt
-        limit = self._policy.max_attempts
-        what = f"{type(exc).__name__}: {exc}"
-        if attempt >= limit:
-            await self._dead_letter(
-                delivery, f"handler failed on attempt {attempt} of {limit}: {what}", exc
-            )
-            return
-        delay = self._policy.backoff(attempt)
-        logger.warning(
-            "Handling message %s failed on attempt %d of %d (%s); it is retried in %.3g s.",
-            delivery.message.message_id,
-            attempt,
-            limit,
-            what,
-            delay,
-        )
-        if delay > 0:
-            await asyncio.sleep(delay)  # cancelled by a stop past its grace: left unsettled
-        if await self._settle(delivery, "retry", delivery.retry()):
-            self.stats.retried += 1
-
-    async def _dead_letter(
-        self, delivery: FastStreamDelivery, reason: str, exc: BaseException | None = None
-    ) -> None:
-        logger.error(
-            "Message %s (%r) is dead-lettered: %s",
-            delivery.message.message_id,
-            delivery.message.message_name,
-            reason,
-            exc_info=exc,
-        )
-        if not await self._settle(delivery, "dead-letter", delivery.dead_letter(reason)):
-            return
-        self.stats.dead_lettered += 1
-        hook = self._policy.on_dead_letter
-        if hook is not None:
-            try:
-                result = hook(delivery, reason)
-                if isinstance(result, Awaitable):
-                    await result
-            except Exception:
-                logger.exception("on_dead_letter hook failed for %s", delivery.message.message_id)
-
-    async def _settle(
-        self, delivery: FastStreamDelivery, action: str, settling: Awaitable[None]
-    ) -> bool:
-        """Await a settlement; a refusal is logged and counted, never raised."""
-        try:
-            await settling
-        except Exception as exc:
-            self.stats.settle_failures += 1
-            logger.warning(
-                "Could not %s message %s (%s: %s); RabbitMQ will deliver it again once the "
-                "channel closes.",
-                action,
-                delivery.message.message_id,
-                type(exc).__name__,
-                exc,
-            )
-            return False
-        return True
 
 
 async def _the_message(message: RabbitMessage) -> RabbitMessage:
@@ -538,9 +434,17 @@ def subscribe_events(
     """
     if prefetch < 1:
         raise ValueError(f"prefetch must be at least 1, got {prefetch}")
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-    decoder = EventDecoder(events)
+    policy = MessagePolicy[FastStreamDelivery](
+        mediator,
+        events,
+        max_attempts,
+        backoff,
+        on_dead_letter,
+        logger,
+        retry=_retry,
+        retry_action="retry",
+        redelivery="RabbitMQ will deliver it again once the channel closes.",
+    )
     options = queue_options or QueueOptions()
     declared = rabbit_queue(queue, options) if isinstance(queue, str) else queue
     bound = rabbit_exchange(exchange, options) if isinstance(exchange, str) else exchange
@@ -553,12 +457,7 @@ def subscribe_events(
         no_reply=True,
     )
     route = EventSubscriber(
-        subscriber,
-        mediator,
-        decoder,
-        _Policy(max_attempts, backoff, on_dead_letter),
-        _DeadLetters(declared.name, options),
-        confirm_timeout,
+        subscriber, policy, _DeadLetters(declared.name, options), confirm_timeout
     )
 
     async def cqrs_events(message: Any) -> None:

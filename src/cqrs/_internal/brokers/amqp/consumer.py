@@ -1,8 +1,11 @@
 """Consuming from RabbitMQ: subscriptions for the runner, and the 4.x ``AMQPConsumer``.
 
 An :class:`AMQPSubscription` owns one channel with ``basic.qos(prefetch)`` and one consumer
-on its queue. ``attempt`` is RabbitMQ's own count: ``x-delivery-count`` + 1 on a quorum
-queue (on a classic queue only first delivery, 1, or redelivery, 2, can be told apart).
+on its queue. ``attempt`` is RabbitMQ's own count on a quorum queue (``x-delivery-count`` +
+1). A classic queue only tells a first delivery from a redelivery, so there ``nack`` (requeue)
+publishes a copy carrying the attempts made in ``x-cqrs-attempts`` to the queue, waits for its
+confirm, then acks the original (``attempts.py``): the count is exact and a failing message
+reaches its limit; the copy goes to the back of the queue.
 ``dead_letter(reason)`` publishes a copy, with the reason in ``x-dead-letter-reason``, to the
 queue's dead-letter queue, waits for its confirm, and only then acks the original: a failure
 in between duplicates the dead letter, never loses it. Closing the subscription closes its
@@ -18,6 +21,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from cqrs._internal._optional import require
+from cqrs._internal.brokers.amqp.attempts import ATTEMPTS_HEADER, attempt_of, copied_headers
 from cqrs._internal.brokers.amqp.factories import make_pools
 from cqrs._internal.brokers.amqp.topology import DEAD_LETTER_EXCHANGE, QueueOptions, Topology
 from cqrs._internal.brokers.delivery import (
@@ -44,7 +48,6 @@ __all__ = ["AMQPConsumer", "AMQPDelivery", "AMQPSubscription", "amqp_consumer_fa
 
 logger = logging.getLogger("cqrs.amqp")
 
-DELIVERY_COUNT_HEADER = "x-delivery-count"
 WATCH_EVERY = 1.0
 """Seconds between two checks that a consumer channel is open."""
 
@@ -184,23 +187,51 @@ class AMQPSubscription:
         channel = self._channel
         if channel is None:
             raise BrokerStateError("Cannot dead-letter before the subscription started.")
-        headers: dict[str, Any] = dict(message.headers or {})
-        headers.pop(DELIVERY_COUNT_HEADER, None)
+        headers = copied_headers(message.headers)
         headers[DEAD_LETTER_REASON_HEADER] = reason
         headers[ORIGINAL_TOPIC_HEADER] = self._topic
         exchange = await channel.get_exchange(DEAD_LETTER_EXCHANGE, ensure=False)
         await exchange.publish(
-            aio_pika.Message(
-                body=message.body,
-                headers=headers,
-                content_type=message.content_type,
-                message_id=message.message_id,
-                type=message.type,
-                delivery_mode=DeliveryMode.PERSISTENT,
-            ),
+            _copy(message, headers, DeliveryMode.PERSISTENT),
             routing_key=dead_letter_topic(self._topic),
             mandatory=True,
         )
+
+    @property
+    def counts_in_header(self) -> bool:
+        """True on a classic queue: a retry is a copy counting attempts in a header."""
+        return self._topology.options.queue_type == "classic"
+
+    async def publish_retry(self, message: AbstractIncomingMessage, attempt: int) -> None:
+        """Publish the copy of ``message`` that is its attempt ``attempt + 1`` to this
+        queue and wait for its confirm (raises when RabbitMQ does not confirm it)."""
+        channel = self._channel
+        if channel is None:
+            raise BrokerStateError("Cannot retry before the subscription started.")
+        headers = copied_headers(message.headers)
+        headers[ATTEMPTS_HEADER] = attempt
+        await channel.default_exchange.publish(
+            _copy(message, headers, message.delivery_mode or DeliveryMode.PERSISTENT),
+            routing_key=self._topic,
+            mandatory=True,
+        )
+
+
+def _copy(
+    message: AbstractIncomingMessage, headers: dict[str, Any], mode: DeliveryMode | int
+) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=message.body,
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+        delivery_mode=mode,
+    )
 
 
 class AMQPDelivery:
@@ -236,11 +267,9 @@ class AMQPDelivery:
 
     @property
     def attempt(self) -> int:
-        """RabbitMQ's count: ``x-delivery-count + 1`` (quorum queues), else 1 or 2."""
-        count = (self._raw.headers or {}).get(DELIVERY_COUNT_HEADER)
-        if isinstance(count, int):
-            return count + 1
-        return 2 if self._raw.redelivered else 1
+        """RabbitMQ's count, ``x-delivery-count + 1``, on a quorum queue; on a classic
+        queue the attempts counted in ``x-cqrs-attempts`` plus 1, or 2 when redelivered."""
+        return attempt_of(self._raw.headers, self._raw.redelivered)
 
     def _claim(self, action: str) -> None:
         if self._settled:
@@ -260,12 +289,21 @@ class AMQPDelivery:
         await self._raw.ack()
 
     async def nack(self, requeue: bool = True) -> None:
-        """Return the message to the queue (``basic.nack``), or dead-letter it as
-        ``"rejected"``."""
+        """Return the message to the queue, or dead-letter it as ``"rejected"``.
+
+        On a quorum queue a ``basic.nack`` (RabbitMQ counts the attempt); on a classic
+        queue a confirmed copy counting the attempt, then ``basic.ack`` of this one (a
+        failure in between leaves both: a duplicate, never a loss). Raises the publish
+        error when RabbitMQ does not confirm the copy; this message then comes back."""
         if not requeue:
             await self.dead_letter("rejected")
             return
         self._claim("nack")
+        subscription = self._subscription
+        if subscription.counts_in_header:
+            await subscription.publish_retry(self._raw, self.attempt)
+            await self._raw.ack()
+            return
         await self._raw.nack(requeue=True)
 
     async def dead_letter(self, reason: str) -> None:
