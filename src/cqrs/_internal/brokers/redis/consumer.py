@@ -299,6 +299,8 @@ class RedisSubscription:
                 raise StopAsyncIteration
             if self._buffer:
                 entry = self._buffer.popleft()
+                if not self._buffer:
+                    self._room.set()  # the reader waits for an empty buffer or a settlement
                 delivery = RedisDelivery(self, entry)
                 self._unsettled[entry.id] = delivery
                 return delivery
