@@ -117,7 +117,14 @@ EVENT_HANDLERS: dict[type[Any], list[type[Any]]] = {
 BATCHES: dict[str, list[cqrs.Event]] = {
     "one job": [D(n=1)],
     "one job, follow-up": [B(n=1)],
+    "one job, fails": [C(n=1)],
     "solo handlers": [D(n=1), D(n=2), B(n=3), D(n=4)],
+    # One handler each, then an event that is not: the rest of the batch after it.
+    "solo, then two handlers": [D(n=1), D(n=2), A(n=3), D(n=4)],
+    "solo, then a follow-up": [D(n=1), B(n=2), D(n=3)],
+    "solo, then a failure": [D(n=1), C(n=2), D(n=3)],
+    "solo, then a publish": [D(n=1), Note(event_name="note", payload={"n": 2}), D(n=3)],
+    "solo, then unbound": [D(n=1), Unbound(n=2), D(n=3)],
     "mixed": [
         A(n=1),
         B(n=2),
@@ -222,36 +229,53 @@ async def test_send_runs_a_batch_as_the_stock_publisher_runs_its_jobs(
             max_concurrent_event_handlers=limit,
             event_publisher=publisher,
         )
-        outcomes.append(await _outcome(lambda m=m: m.send(Ping())))
-    inline, general = outcomes
+        # The first batch of a mediator plans how it runs events; later ones take the plan
+        # (one event with one handler: run in send's own frame).
+        for _ in range(3):
+            outcomes.append(await _outcome(lambda m=m: m.send(Ping())))
+    inline, general = outcomes[:3], outcomes[3:]
     assert inline == general
-    log, failures = inline
+    assert inline[0] == inline[1] == inline[2]
+    log, failures = inline[2]
     # Every handler ran exactly once for each of its events: two log lines per run.
-    expected_runs = sum(
-        len(EVENT_HANDLERS.get(type(e), [])) + (1 if isinstance(e, B) else 0)
-        for e in Emits.batch
-        if isinstance(e, Ev)
-    )
-    assert sum(line.endswith(" end") for line in log) == expected_runs
+    assert sum(line.endswith(" end") for line in log) == _expected_runs(Emits.batch)
     assert sum(line.startswith("publish") for line in log) == sum(
         isinstance(e, Note) for e in Emits.batch
     )
-    has_c = any(isinstance(e, C) for e in Emits.batch)
-    assert failures == (("ValueError: c 4 failed",) if policy == "raise" and has_c else ())
+    assert failures == (_expected_failures(Emits.batch) if policy == "raise" else ())
+
+
+def _expected_runs(batch: list[cqrs.Event]) -> int:
+    """Handler runs for one batch: each bound handler once per event, plus B's follow-up."""
+    return sum(
+        len(EVENT_HANDLERS.get(type(e), [])) + (1 if isinstance(e, B) else 0)
+        for e in batch
+        if isinstance(e, Ev)
+    )
+
+
+def _expected_failures(batch: list[cqrs.Event]) -> tuple[str, ...]:
+    return tuple(sorted(f"ValueError: c {e.n} failed" for e in batch if isinstance(e, C)))
 
 
 @pytest.mark.parametrize("limit", [1, 3])
-@pytest.mark.parametrize("wait", ["none", "second"])
+@pytest.mark.parametrize("policy", ["log", "raise"])
+@pytest.mark.parametrize("wait", list(WAITS))
+@pytest.mark.parametrize("batch", list(BATCHES))
 async def test_a_before_item_stream_runs_each_batch_as_the_stock_publisher_does(
-    wait: str, limit: int
+    batch: str, wait: str, policy: str, limit: int
 ) -> None:
-    Emits.batch = _batch("mixed", wait)
+    # The stream runs a batch of events whose handlers are one per event in its own frame and
+    # hands the rest over where one is not, waits, fails or emits: the same runs, in the
+    # same order, with the same failures, as the stock publisher through the job path.
+    Emits.batch = _batch(batch, wait)
     outcomes = []
     for publisher in (_stock(limit), Delegating(_stock(limit))):
         m = make_streaming(
             {Ping: StreamsBatches},
             EVENT_HANDLERS,
             message_broker=Recording(),
+            event_failure_policy=policy,
             concurrent_event_handle_enable=limit > 1,
             max_concurrent_event_handlers=limit,
             event_publisher=publisher,
@@ -260,12 +284,60 @@ async def test_a_before_item_stream_runs_each_batch_as_the_stock_publisher_does(
     inline, general = outcomes
     assert inline == general
     log, failures = inline
+    runs = _expected_runs(Emits.batch)
+    publishes = sum(isinstance(e, Note) for e in Emits.batch)
+    if policy == "raise" and _expected_failures(Emits.batch):
+        # The first item's events fail: the stream raises before delivering it.
+        assert failures == _expected_failures(Emits.batch)
+        assert "yield 1" not in log
+        assert sum(line.endswith(" end") for line in log) == runs
+        return
     assert failures == ()
-    # Each item's events (8 handler runs, 1 publish) are done before the next item.
+    # Each item's events (and their follow-ups) are done before the next item.
     second = log.index("yield 1")
-    assert sum(line.endswith(" end") for line in log[:second]) == 8
-    assert sum(line.endswith(" end") for line in log) == 16
-    assert sum(line.startswith("publish") for line in log) == 2
+    assert sum(line.endswith(" end") for line in log[:second]) == runs
+    assert sum(line.endswith(" end") for line in log) == 2 * runs
+    assert sum(line.startswith("publish") for line in log) == 2 * publishes
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+@pytest.mark.parametrize("size", [63, 64, 65, 300])
+async def test_a_stream_item_with_a_long_batch_lets_other_tasks_run_as_send_does(
+    size: int, limit: int
+) -> None:
+    SeesTicks.ticks[0] = 0
+    Emits.batch = [D(n=i) for i in range(size)]
+    orders = []
+    for publisher in (_stock(limit), Delegating(_stock(limit))):
+        m = make_streaming(
+            {Ping: StreamsBatches},
+            {D: [SeesTicks]},
+            concurrent_event_handle_enable=limit > 1,
+            max_concurrent_event_handlers=limit,
+            event_publisher=publisher,
+        )
+
+        async def ticker() -> None:
+            while True:
+                SeesTicks.ticks[0] += 1
+                await asyncio.sleep(0)
+
+        LOG.clear()
+        beside = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        try:
+            assert len(await collect(m.stream(Ping(n=1)))) == 1
+        finally:
+            beside.cancel()
+            await asyncio.gather(beside, return_exceptions=True)
+        seen = [int(x) for x in LOG[1:]]
+        assert len(seen) == size
+        # The loop ran at least once every 64 handlers, and not before the 64th.
+        assert seen[-1] - seen[0] >= size // 64
+        if size < 64:
+            assert seen[-1] == seen[0]
+        orders.append([x - seen[0] for x in seen])
+    assert orders[0] == orders[1]
 
 
 # -- a job that waits hands the rest of the batch to helper tasks -------------------------------

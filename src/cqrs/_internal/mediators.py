@@ -159,9 +159,47 @@ class RequestMediator(_Base):
             no_events = invoker.no_events
             if no_events is not None and type(handler).events is no_events:  # pyright: ignore[reportUnknownMemberType]
                 return response
-            events = handler.events
-            if events:
-                await self._processor.process(events)
+            events: Sequence[IEvent] = handler.events
+            if not events:
+                return response
+            inline = self._processor.inline
+            kind: type[Any] = type(events)
+            if (
+                inline is not None
+                and kind is list
+                and len(events) == 1
+                and "emit" not in inline.attrs
+                and bound_scope() is None
+            ):
+                # One event: run its only handler here, as EventEmitter.run_events runs the
+                # only job of a batch, without a coroutine of its own.
+                compiled = inline.compiled
+                if compiled.version != compiled.counter["changes"]:
+                    compiled.forget()
+                event = events[0]
+                try:
+                    target = compiled.solo[type(event)]
+                except KeyError:
+                    target = compiled.solo_for(event.__class__)
+                if target is not None:
+                    try:
+                        try:
+                            event_handler = target.build()  # pyright: ignore[reportOptionalCall]
+                        except Exception as exc:
+                            note_resolve_failure(exc, target, event)
+                            raise
+                        await event_handler.handle(event)
+                        # (No events to read while its class keeps the base's ``events``.)
+                        if type(event_handler).events is target.no_events:  # pyright: ignore[reportUnknownMemberType]
+                            return response
+                        follow = event_handler.events
+                    except BaseException as exc:
+                        await inline.emitter.handler_failed(event, target, exc)
+                        return response
+                    if follow:
+                        await inline.emitter.run_follow_ups(follow, event, target, inline.limit)
+                    return response
+            await self._processor.process(events)
             return response
         if self._scope_strategy is ScopeStrategy.SEND:
             async with enter_scope(self._container) as scoped:

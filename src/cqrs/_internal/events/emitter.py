@@ -22,12 +22,14 @@ from cqrs._internal.dispatch.invokers import (
 from cqrs._internal.errors import EventCycleError, NoBrokerError
 from cqrs._internal.events.fanout import YIELD_EVERY, Job, raise_collected
 from cqrs._internal.events.publishers import EventPublisher, run_at_most, run_in_order
-from cqrs._internal.messages.events import IDomainEvent, IEvent, INotificationEvent
+from cqrs._internal.events.targets import PUBLISH, CompiledTargets
+from cqrs._internal.messages.events import IEvent
 from cqrs._internal.registry import EventMap
 from cqrs._internal.serialization.json import EventSerializer, JsonEventSerializer
 from cqrs._internal.settings import ErrorHook, FailurePolicy, Settings
 
 __all__ = [
+    "DONE",
     "EMIT",
     "ErrorHook",
     "EventEmitter",
@@ -38,12 +40,14 @@ __all__ = [
 
 logger = logging.getLogger("cqrs")
 
-_PUBLISH: Any = "publish to broker"
+_PUBLISH: Any = PUBLISH
 EMIT: Any = "EventEmitter.emit"
 """The target of a job that a user's own ``emit`` runs (see :func:`uses_own_emit`)."""
 
 _UNPLANNED: Any = object()
-_DONE: Any = object()
+DONE: Any = object()
+"""What ``next(coro.__await__(), DONE)`` returns when a coroutine driven by hand finished
+without waiting (``next`` with a default reports the end without raising StopIteration)."""
 _DEFAULT_SERIALIZER = JsonEventSerializer()
 
 
@@ -57,18 +61,6 @@ def uses_own_emit(emitter: object) -> bool:
     if not issubclass(cls, EventEmitter):
         return True
     return cls.overrides_emit or "emit" in emitter.__dict__
-
-
-def _changes_of(event_map: object) -> int:
-    """The map's change count (``EventMap.changes``); 0 for a mapping that does not count."""
-    return getattr(event_map, "changes", 0)
-
-
-def _counter_of(event_map: object) -> dict[str, Any] | None:
-    """Where an ``EventMap`` keeps its change count: its attribute dict, read on every batch
-    with ``.get("changes", 0)`` (an attribute read on a dict subclass costs several times
-    more). ``None`` for any other mapping (read with :func:`_changes_of`)."""
-    return vars(event_map) if type(event_map) is EventMap else None
 
 
 async def _run_queue(
@@ -149,13 +141,8 @@ class EventEmitter:
         self.failure_policy: FailurePolicy = settings.event_failure_policy
         self.on_error: ErrorHook | None = settings.on_event_error
         self.max_event_depth: int = settings.max_event_depth
-        self._targets: dict[type[Any], tuple[Any, ...]] = {}
-        self._solo: dict[type[Any], HandlerInvoker | None] = {}
-        """Per event type: its only target when that is a handler with a builder, else None."""
-        counter = self._counter = _counter_of(event_map)
-        self._targets_version = (
-            _changes_of(event_map) if counter is None else counter.get("changes", 0)
-        )
+        self.compiled_targets = CompiledTargets(event_map, self._container, self._scope_strategy)
+        """The targets of each event type (what the mediators' inline paths look up)."""
 
     @property
     def settings(self) -> Settings:
@@ -187,14 +174,12 @@ class EventEmitter:
 
         Each follow-up event is returned once, whether or not anything handles it.
         """
-        counter = self._counter
-        if self._targets_version != (
-            _changes_of(self._event_map) if counter is None else counter.get("changes", 0)
-        ):
-            self._forget_targets()
-        targets: Any = self._targets.get(type(event), _UNPLANNED)
-        if targets is _UNPLANNED:
-            targets = self.targets_of(event.__class__)
+        compiled = self.compiled_targets
+        if compiled.version != compiled.counter["changes"]:
+            compiled.forget()
+        targets: Any = compiled.targets.get(type(event))
+        if targets is None:
+            targets = compiled.targets_of(event.__class__)
         follow: list[IEvent] = []
         for target in targets:
             build = None if target is _PUBLISH else target.build
@@ -226,71 +211,26 @@ class EventEmitter:
         """The jobs for several events, in event order, ``depth`` generations deep."""
         if events.__class__ is not list and events.__class__ is not tuple:
             events = as_events(events)
-        if self._targets_version != self._changes():
-            self._forget_targets()
+        compiled = self.compiled_targets
+        if compiled.version != compiled.counter["changes"]:
+            compiled.forget()
         jobs: list[Job] = []
         append = jobs.append
-        targets_of = self._targets.get
+        targets_of = compiled.targets.get
         for event in events:
-            targets: Any = targets_of(event.__class__, _UNPLANNED)
-            if targets is _UNPLANNED:
-                targets = self._plan(event.__class__)
+            targets: Any = targets_of(event.__class__)
+            if targets is None:
+                targets = compiled.compile(event.__class__)
             for target in targets:
                 append((event, target, depth, parent))
         return jobs
 
     def targets_of(self, event_type: type[Any]) -> tuple[Any, ...]:
         """The compiled targets of ``event_type``: one per bound handler, or one publish."""
-        if self._targets_version != self._changes():
-            self._forget_targets()
-        targets: Any = self._targets.get(event_type, _UNPLANNED)
-        return self._plan(event_type) if targets is _UNPLANNED else targets
-
-    def _solo_for(self, event: IEvent) -> HandlerInvoker | None:
-        """The only target of ``event.__class__`` when that is a handler with a builder."""
-        event_type: type[Any] = event.__class__
-        if event_type not in self._solo:
-            self._plan(event_type)
-        return self._solo[event_type]
-
-    def _changes(self) -> int:
-        counter = self._counter
-        return _changes_of(self._event_map) if counter is None else counter.get("changes", 0)
-
-    def _forget_targets(self) -> None:
-        """A map or handler list changed since the targets were compiled: compile anew."""
-        self._targets.clear()
-        self._solo.clear()
-        self._targets_version = self._changes()
-
-    def _plan(self, event_type: type[Any]) -> tuple[Any, ...]:
-        targets: tuple[Any, ...]
-        if issubclass(event_type, IDomainEvent):
-            targets = tuple(
-                HandlerInvoker(handler, self._container, self._scope_strategy)
-                for handler in self._event_map.get(event_type, ())
-            )
-            if not targets:
-                logger.warning(
-                    "No handler is bound for domain event %s; it is skipped. Bind one in "
-                    "domain_events_mapper.",
-                    event_type.__qualname__,
-                )
-        elif issubclass(event_type, INotificationEvent):
-            targets = (_PUBLISH,)
-        else:
-            logger.warning(
-                "%s is neither a DomainEvent nor a NotificationEvent, so nothing handles it; "
-                "derive it from cqrs.DomainEvent or cqrs.NotificationEvent.",
-                event_type.__qualname__,
-            )
-            targets = ()
-        self._targets[event_type] = targets
-        only: HandlerInvoker | None = targets[0] if len(targets) == 1 else None
-        if only is _PUBLISH or (only is not None and only.build is None):
-            only = None
-        self._solo[event_type] = only
-        return targets
+        compiled = self.compiled_targets
+        if compiled.version != compiled.counter["changes"]:
+            compiled.forget()
+        return compiled.targets_of(event_type)
 
     async def run(
         self, job: Job, container: Any = None, then: EventPublisher | None = None
@@ -339,7 +279,14 @@ class EventEmitter:
             raise cycle_error(parent, events, self.max_event_depth)
         return self.jobs_for_all(events, depth, parent)
 
-    async def run_events(self, events: Sequence[IEvent], limit: int = 1) -> None:
+    async def run_events(
+        self,
+        events: Sequence[IEvent],
+        limit: int = 1,
+        start: int = 0,
+        errors: list[Exception] | None = None,
+        later: collections.deque[Job] | None = None,
+    ) -> None:
         """Run ``events`` and every follow-up in the calling task, exactly as a stock
         publisher with ``limit`` runs their jobs with :meth:`run`, but without a job, a
         coroutine or a publisher call per handler while handlers need no scope and do not wait.
@@ -349,19 +296,21 @@ class EventEmitter:
         to :func:`run_at_most`, whose helper tasks take the queue while it waits. Failures are
         collected and raised at the end (see :func:`raise_collected`); a real cancellation
         propagates at once (helpers are cancelled and awaited).
+
+        ``start``, ``errors`` and ``later`` continue a batch whose first ``start`` events
+        already ran, one job each (see :meth:`resume_events`): the failures and the
+        follow-up jobs they left.
         """
-        counter = self._counter
-        if self._targets_version != (
-            _changes_of(self._event_map) if counter is None else counter.get("changes", 0)
-        ):
-            self._forget_targets()
-        solo_of = self._solo.get
+        compiled = self.compiled_targets
+        if compiled.version != compiled.counter["changes"]:
+            compiled.forget()
+        solo_of = compiled.solo.get
         scoped = bound_scope() is not None
-        if len(events) == 1:
+        if len(events) == 1 and not start:
             event = events[0]
             target = solo_of(type(event), _UNPLANNED)
             if target is _UNPLANNED:
-                target = self._solo_for(event)
+                target = compiled.solo_for(event.__class__)
             if target is not None and not scoped:
                 # One job (the common case): run it here, as a publisher runs its only job.
                 try:
@@ -379,21 +328,20 @@ class EventEmitter:
                     await self._failed(event, target, exc)
                     return
                 if follow:
-                    jobs = self.follow_up_jobs(follow, (event, target, 0, None))
-                    if jobs:
-                        await _run_queue(limit, collections.deque(jobs), self.run, [], 1)
+                    await self.run_follow_ups(follow, event, target, limit)
                 return
         # Each event's targets are looked up as its turn comes (a binding changed by a
         # handler of this batch applies to the events after it, as to its follow-ups).
-        errors: list[Exception] = []
-        later: collections.deque[Job] | None = None
-        remaining = len(events)
-        countdown = YIELD_EVERY  # jobs until the event loop may run (see fanout.YIELD_EVERY)
-        for event in events:
+        if errors is None:
+            errors = []
+        remaining = len(events) - start
+        # Jobs until the event loop may run (see fanout.YIELD_EVERY); ``start`` jobs ran.
+        countdown = YIELD_EVERY - start % YIELD_EVERY
+        for event in events[start:] if start else events:
             remaining -= 1
             target = solo_of(type(event), _UNPLANNED)
             if target is _UNPLANNED:
-                target = self._solo_for(event)
+                target = compiled.solo_for(event.__class__)
             if target is None or scoped:
                 if later is None:
                     later = collections.deque()
@@ -416,10 +364,9 @@ class EventEmitter:
                     raise
                 if limit > 1 and (remaining or later):
                     # Not the last job of the queue: started by hand, see run_at_most.
-                    # (``next`` with a default reports the end without raising StopIteration.)
                     coro = handler.handle(event)
-                    yielded = next(coro.__await__(), _DONE)
-                    if yielded is not _DONE:
+                    yielded = next(coro.__await__(), DONE)
+                    if yielded is not DONE:
                         waiting = self._finish(event, target, handler, coro, yielded)
                 else:
                     await handler.handle(event)
@@ -455,6 +402,68 @@ class EventEmitter:
             await _run_queue(limit, later, self.run, errors, YIELD_EVERY - countdown)
         elif errors:
             raise_collected(errors)
+
+    async def resume_events(
+        self,
+        events: Sequence[IEvent],
+        index: int,
+        limit: int,
+        target: HandlerInvoker,
+        *,
+        error: BaseException | None = None,
+        follow: object = None,
+        waiting: tuple[Any, Coroutine[Any, Any, Any], Any] | None = None,
+    ) -> None:
+        """The rest of a batch that a mediator began running in its own frame, as
+        :meth:`run_events` would have gone on.
+
+        ``events[:index]`` ran there, each its only handler (``compiled_targets.solo``),
+        without waiting, failing or follow-ups. The job of ``events[index]`` (``target``)
+        then raised ``error``, produced the follow-ups ``follow``, or is ``waiting``: its
+        ``(handler, coroutine, what the coroutine yielded)`` after it first waited (only a
+        job that was not the last, under ``limit`` > 1, is started by hand).
+        """
+        event = events[index]
+        if waiting is not None:
+            handler, coro, yielded = waiting
+            rest = self._finish(event, target, handler, coro, yielded)
+            tail = events[index + 1 :]
+            await self._hand_over(limit, rest, (), tail, (), [], index + 1)
+            return
+        errors: list[Exception] = []
+        later: collections.deque[Job] | None = None
+        if error is not None:
+            try:
+                await self._failed(event, target, error)
+            except Exception as exc:
+                errors.append(exc)
+        elif follow:
+            try:
+                later = collections.deque(self.follow_up_jobs(follow, (event, target, 0, None)))
+            except Exception as exc:
+                errors.append(exc)
+        await self.run_events(events, limit, index + 1, errors, later)
+
+    async def run_follow_ups(
+        self, follow: object, event: IEvent, target: HandlerInvoker, limit: int
+    ) -> None:
+        """Run the follow-up events ``follow`` that ``target`` produced for ``event``, the
+        only job of its batch, as a stock publisher with ``limit`` runs them.
+
+        Raises ``ConfigurationError`` when ``follow`` is not a sequence of events, and
+        ``EventCycleError`` when they would nest too deep; their failures as the publisher does.
+        """
+        jobs = self.follow_up_jobs(follow, (event, target, 0, None))
+        if jobs:
+            await _run_queue(limit, collections.deque(jobs), self.run, [], 1)
+
+    async def handler_failed(
+        self, event: IEvent, target: HandlerInvoker, exc: BaseException
+    ) -> None:
+        """``target``'s handler failed on ``event`` with ``exc``: report it under the failure
+        policy (``on_error``, then log or raise); re-raise what is not a failure (a real
+        cancellation, ``KeyboardInterrupt``...)."""
+        await self._failed(event, target, exc)
 
     async def _run_each(
         self,

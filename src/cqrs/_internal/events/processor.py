@@ -18,7 +18,7 @@ import collections
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from cqrs._internal.coro import being_cancelled
 from cqrs._internal.dispatch.invokers import as_events, stray_cancel
@@ -32,14 +32,44 @@ from cqrs._internal.events.publishers import (
     run_in_order,
 )
 from cqrs._internal.events.session import EventSession, open_session
+from cqrs._internal.events.targets import CompiledTargets
 from cqrs._internal.messages.events import IEvent
 from cqrs._internal.settings import Settings
 
-__all__ = ["EventProcessor", "StreamEventPipeline", "choose_publisher"]
+__all__ = ["EventProcessor", "InlineEvents", "StreamEventPipeline", "choose_publisher"]
 
 logger = logging.getLogger("cqrs")
 
 JobsFor = Callable[[Sequence[IEvent]], list[Job]]
+
+
+class InlineEvents:
+    """How a mediator may run a batch of events in its own frame (``EventProcessor.inline``).
+
+    ``emitter`` is a stock ``EventEmitter`` whose schedule is that of a stock publisher with
+    ``limit`` (see :meth:`EventEmitter.run_events`). A mediator that runs a batch itself first
+    checks, for every batch, that ``emit`` was not replaced on the instance (``"emit" in
+    attrs``), that no DI scope is bound, and that ``compiled`` (the emitter's compiled targets)
+    is current; it runs there only events whose only target is ``compiled.solo[type]``, and
+    hands the rest of the batch to :meth:`EventEmitter.resume_events` or
+    :meth:`EventEmitter.run_events` as soon as a job waits, fails or has follow-ups.
+    """
+
+    __slots__ = ("attrs", "compiled", "emitter", "limit")
+
+    def __init__(
+        self, emitter: EventEmitter, limit: int, attrs: dict[str, Any], compiled: CompiledTargets
+    ) -> None:
+        self.emitter = emitter
+        self.limit = limit
+        self.attrs = attrs
+        self.compiled = compiled
+
+
+_UNPLANNED = InlineEvents(cast(Any, None), 0, {"emit": "not planned yet"}, cast(Any, None))
+"""``EventProcessor.inline`` until the first batch: its ``attrs`` send every batch to
+:meth:`EventProcessor.process`, which plans it (a mediator built per request and never used
+for events never does)."""
 
 
 class EventProcessor:
@@ -80,9 +110,13 @@ class EventProcessor:
         self.limit: int = settings.event_limit
         chosen: EventPublisher = settings.event_publisher or choose_publisher(self.limit)
         self._publisher = chosen
-        self._inline_limit = _inline_limit(chosen)
+        self._inline_limit = 0
+        """The stock publisher's limit (0: not a stock publisher); set with :attr:`inline`."""
         self._emit_runner: tuple[Any, Execute] | None = None
-        self._adopt(event_emitter)
+        self._event_emitter = event_emitter
+        self.inline: InlineEvents | None = _UNPLANNED
+        """Set while a batch may run without a publisher call (see :class:`InlineEvents`);
+        planned on the first batch, and again after the publisher or the emitter changed."""
 
     @property
     def publisher(self) -> EventPublisher:
@@ -92,7 +126,7 @@ class EventProcessor:
     @publisher.setter
     def publisher(self, publisher: EventPublisher) -> None:
         self._publisher = publisher
-        self._inline_limit = _inline_limit(publisher)
+        self.inline = _UNPLANNED
 
     @property
     def event_emitter(self) -> Any:
@@ -101,16 +135,22 @@ class EventProcessor:
 
     @event_emitter.setter
     def event_emitter(self, emitter: Any) -> None:
-        self._adopt(emitter)
-
-    def _adopt(self, emitter: Any) -> None:
         self._event_emitter = emitter
-        stock: EventEmitter | None = None
-        if emitter is not None and not uses_own_emit(emitter):
-            stock = emitter
-        self._stock_emitter = stock
-        # Where a patch of ``emit`` on the instance shows up (checked on every batch).
-        self._stock_attrs: dict[str, Any] = {} if stock is None else vars(stock)
+        self.inline = _UNPLANNED
+
+    def _plan_inline(self) -> InlineEvents | None:
+        """:attr:`inline` for the emitter and publisher of now: set for a stock
+        ``EventEmitter`` (whose class keeps the stock ``emit``; a patch of ``emit`` on the
+        instance is checked per batch) under a stock publisher."""
+        emitter: object = self._event_emitter
+        emitter_type = type(emitter)  # not isinstance: a spec'd mock is not a stock emitter
+        limit = self._inline_limit = _inline_limit(self._publisher)
+        inline: InlineEvents | None = None
+        if limit and issubclass(emitter_type, EventEmitter) and not emitter_type.overrides_emit:
+            stock = cast(EventEmitter, emitter)
+            inline = InlineEvents(stock, limit, vars(stock), stock.compiled_targets)
+        self.inline = inline
+        return inline
 
     def route(self, container: Any = None) -> tuple[JobsFor, Execute] | None:
         """How events become jobs now, and what runs a job: ``None`` without an emitter.
@@ -147,17 +187,13 @@ class EventProcessor:
         With a stock emitter, a stock publisher and no scope, the emitter runs the publisher's
         schedule itself (:meth:`EventEmitter.run_events`).
         """
-        stock = self._stock_emitter
+        inline = self.inline
+        if inline is _UNPLANNED:
+            inline = self._plan_inline()
         kind: type[Any] = type(events)
-        if (
-            stock is None
-            or container is not None
-            or kind is not list
-            or not self._inline_limit
-            or "emit" in self._stock_attrs
-        ):
+        if inline is None or container is not None or kind is not list or "emit" in inline.attrs:
             return self._emit(events, container)
-        return stock.run_events(events, self._inline_limit)
+        return inline.emitter.run_events(events, inline.limit)
 
     async def _emit(self, events: Sequence[IEvent], container: Any) -> None:
         if not events:
@@ -209,6 +245,11 @@ class StreamEventPipeline:
             self._jobs_for, execute = route
             self._session = open_session(processor.publisher, execute, processor.limit)
             self.dispatch = self._submit
+
+    @property
+    def inline(self) -> bool:
+        """True when ``dispatch`` runs the events before it returns (no session)."""
+        return self._session is None
 
     async def _submit(self, events: Sequence[IEvent]) -> None:
         assert self._session is not None
