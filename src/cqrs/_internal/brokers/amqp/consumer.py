@@ -27,12 +27,12 @@ from cqrs._internal.brokers.amqp.topology import DEAD_LETTER_EXCHANGE, QueueOpti
 from cqrs._internal.brokers.delivery import (
     DEAD_LETTER_REASON_HEADER,
     ORIGINAL_TOPIC_HEADER,
-    DeliverySettledError,
     dead_letter_topic,
 )
 from cqrs._internal.brokers.lifecycle import BrokerStateError
 from cqrs._internal.brokers.message import received_message
 from cqrs._internal.brokers.protocol import Message
+from cqrs._internal.brokers.settle import claim
 
 with require("aio-pika", extra="rabbit", feature="cqrs.adapters.amqp"):
     import aio_pika
@@ -272,15 +272,7 @@ class AMQPDelivery:
         return attempt_of(self._raw.headers, self._raw.redelivered)
 
     def _claim(self, action: str) -> None:
-        if self._settled:
-            raise DeliverySettledError(
-                f"Cannot {action} a delivery that was already settled; settle each once."
-            )
-        if self._subscription.closed:
-            raise DeliverySettledError(
-                f"Cannot {action} a delivery after its subscription was closed; it went back "
-                "to the broker and will be delivered again."
-            )
+        claim(action, settled=self._settled, closed=self._subscription.closed)
         self._settled = True
 
     async def ack(self) -> None:
