@@ -1,4 +1,4 @@
-"""Every complete Python block of the README and every example program runs."""
+"""Every complete Python block of the README and of docs/*.md, and every example program, runs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,10 +16,22 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(LONG_TEST_TIMEOUT)  # each test runs a Python program
 
 
-def readme_programs() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+def programs_of(page: Path) -> list[str]:
+    """The complete Python blocks of a Markdown page (blocks starting ``# fragment`` are not)."""
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
     return [b for b in blocks if not b.startswith("# fragment")]
+
+
+def readme_programs() -> list[str]:
+    return programs_of(ROOT / "README.md")
+
+
+def docs_programs() -> list[Any]:
+    return [
+        pytest.param(source, id=f"{page.stem}-{number}")
+        for page in sorted((ROOT / "docs").glob("*.md"))
+        for number, source in enumerate(programs_of(page), start=1)
+    ]
 
 
 @pytest.mark.parametrize("source", readme_programs())
@@ -34,6 +47,11 @@ def test_readme_program_runs(source: str, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
+
+
+@pytest.mark.parametrize("source", docs_programs())
+def test_docs_program_runs(source: str, tmp_path: Path) -> None:
+    test_readme_program_runs(source, tmp_path)
 
 
 def test_readme_has_a_complete_program() -> None:

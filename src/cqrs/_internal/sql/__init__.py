@@ -1,0 +1,1 @@
+"""SQLAlchemy building blocks shared by the outbox, the inbox and saga storage."""
