@@ -50,8 +50,21 @@ if TYPE_CHECKING:
     from cqrs._internal.messages.responses import IResponse as IResponse
     from cqrs._internal.messages.responses import PydanticResponse as PydanticResponse
     from cqrs._internal.messages.responses import Response as Response
+    from cqrs._internal.outbox.map import OutboxedEventMap as OutboxedEventMap
+    from cqrs._internal.outbox.models import EventStatus as EventStatus
+    from cqrs._internal.outbox.models import OutboxedEvent as OutboxedEvent
+    from cqrs._internal.outbox.producer import EventProducer as EventProducer
+    from cqrs._internal.outbox.repository import (
+        OutboxedEventRepository as OutboxedEventRepository,
+    )
+    from cqrs._internal.outbox.sqlalchemy import (
+        SqlAlchemyOutboxedEventRepository as SqlAlchemyOutboxedEventRepository,
+    )
+    from cqrs._internal.outbox.sqlalchemy import rebind_outbox_model as rebind_outbox_model
     from cqrs._internal.registry import EventMap as EventMap
     from cqrs._internal.registry import RequestMap as RequestMap
+    from cqrs._internal.serialization.compress import Compressor as Compressor
+    from cqrs._internal.serialization.compress import ZlibCompressor as ZlibCompressor
     from cqrs._internal.serialization.deserializers import (
         DeserializeProtobufError as DeserializeProtobufError,
     )
@@ -61,6 +74,12 @@ if TYPE_CHECKING:
     from cqrs._internal.serialization.json import EventCodec as EventCodec
     from cqrs._internal.serialization.json import EventSerializer as EventSerializer
     from cqrs._internal.serialization.json import JsonEventSerializer as JsonEventSerializer
+    from cqrs._internal.sql.types import Binary16 as Binary16
+    from cqrs._internal.sql.types import DialectAwareType as DialectAwareType
+    from cqrs._internal.sql.types import DialectTypeHandler as DialectTypeHandler
+    from cqrs._internal.sql.types import JSONType as JSONType
+    from cqrs._internal.sql.types import PayloadBinary as PayloadBinary
+    from cqrs._internal.sql.types import UUIDBinary as UUIDBinary
     from cqrs._internal.streaming import RequestStream as RequestStream
     from cqrs._internal.streaming import StreamEvents as StreamEvents
 
@@ -110,6 +129,21 @@ _LAZY: dict[str, str] = {
     "StreamEvents": "cqrs._internal.streaming",
     "ProtobufDeserializer": "cqrs._internal.serialization.deserializers",
     "DeserializeProtobufError": "cqrs._internal.serialization.deserializers",
+    "OutboxedEventMap": "cqrs._internal.outbox.map",
+    "EventStatus": "cqrs._internal.outbox.models",
+    "OutboxedEvent": "cqrs._internal.outbox.models",
+    "OutboxedEventRepository": "cqrs._internal.outbox.repository",
+    "SqlAlchemyOutboxedEventRepository": "cqrs._internal.outbox.sqlalchemy",
+    "rebind_outbox_model": "cqrs._internal.outbox.sqlalchemy",
+    "EventProducer": "cqrs._internal.outbox.producer",
+    "Compressor": "cqrs._internal.serialization.compress",
+    "ZlibCompressor": "cqrs._internal.serialization.compress",
+    "DialectAwareType": "cqrs._internal.sql.types",
+    "DialectTypeHandler": "cqrs._internal.sql.types",
+    "UUIDBinary": "cqrs._internal.sql.types",
+    "Binary16": "cqrs._internal.sql.types",
+    "JSONType": "cqrs._internal.sql.types",
+    "PayloadBinary": "cqrs._internal.sql.types",
 }
 
 __all__ = [
@@ -133,6 +167,9 @@ __all__ = [
     "EventEmitter",
     "EventHandler",
     "EventMap",
+    "OutboxedEventMap",
+    "EventStatus",
+    "OutboxedEvent",
     "Request",
     "IRequest",
     "DCRequest",
@@ -144,6 +181,9 @@ __all__ = [
     "IResponse",
     "DCResponse",
     "PydanticResponse",
+    "OutboxedEventRepository",
+    "SqlAlchemyOutboxedEventRepository",
+    "EventProducer",
     "EventSerializer",
     "EventCodec",
     "JsonEventSerializer",
@@ -155,9 +195,25 @@ __all__ = [
     "bind_scope",
     "current_container",
     "enter_scope",
+    "Compressor",
+    "ZlibCompressor",
+    "rebind_outbox_model",
+    "DialectAwareType",
+    "DialectTypeHandler",
+    "UUIDBinary",
+    "Binary16",
+    "JSONType",
+    "PayloadBinary",
     "RequestStream",
     "StreamEvents",
 ]
+
+# 4.x always had SQLAlchemy; here it is the ``sqlalchemy`` extra. Without it, ``from cqrs import *``
+# leaves out the names that need it (importing one by name still says which extra to install).
+_NEEDS_SQLALCHEMY = frozenset({"cqrs._internal.outbox.sqlalchemy", "cqrs._internal.sql.types"})
+if importlib.util.find_spec("sqlalchemy") is None:
+    for _name in [name for name in __all__ if _LAZY.get(name) in _NEEDS_SQLALCHEMY]:
+        __all__.remove(_name)  # noqa: PYI056  # pyright: ignore[reportUnsupportedDunderAll]
 
 
 def __getattr__(name: str) -> Any:
