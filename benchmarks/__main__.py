@@ -27,6 +27,7 @@ from benchmarks import (
     throughput,
 )
 from benchmarks.brokers_redis import broker_rows_redis
+from benchmarks.inbox import inbox_rows
 from benchmarks.report import Row, failed_row, format_table, write_json
 from benchmarks.settings import FULL, QUICK, Settings
 
@@ -48,6 +49,7 @@ ASYNC_CASES: tuple[tuple[str, AsyncCase], ...] = (
     ("nats", brokers_nats.broker_rows_nats),
     ("kafka", brokers_kafka.broker_rows_kafka),
     ("faststream", brokers_faststream.broker_rows_faststream),
+    ("inbox", inbox_rows),
 )
 
 

@@ -356,6 +356,7 @@ EXTRA_OF: dict[str, str] = {
     "cqrs.adapters.kafka": "aiokafka",
     "cqrs.outbox.sqlalchemy": "sqlalchemy",
     "cqrs.sqlalchemy_types": "sqlalchemy",
+    "cqrs.inbox.sqlalchemy": "sqlalchemy",
 }
 
 _SAGA = "saga area (later work)"
