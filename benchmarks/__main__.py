@@ -28,6 +28,7 @@ from benchmarks import (
 )
 from benchmarks.brokers_redis import broker_rows_redis
 from benchmarks.inbox import inbox_rows
+from benchmarks.relay import relay_rows
 from benchmarks.report import Row, failed_row, format_table, write_json
 from benchmarks.settings import FULL, QUICK, Settings
 
@@ -50,6 +51,7 @@ ASYNC_CASES: tuple[tuple[str, AsyncCase], ...] = (
     ("kafka", brokers_kafka.broker_rows_kafka),
     ("faststream", brokers_faststream.broker_rows_faststream),
     ("inbox", inbox_rows),
+    ("outbox relay", relay_rows),
 )
 
 

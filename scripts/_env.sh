@@ -2,7 +2,7 @@
 # calling script needs, then put .venv/bin first on PATH and cd to the repository.
 #
 # CQRS_EXTRAS names the extra set (default "dev": the tests and linters; ./scripts/demo sets
-# "demo": fastapi and uvicorn only). Each set has its own stamp, .venv/.cqrs-installed-<set>,
+# "demo": fastapi, uvicorn, SQLAlchemy with aiosqlite). Each set has its own stamp, .venv/.cqrs-installed-<set>,
 # and is re-installed only when pyproject.toml changed since that stamp. "dev" contains
 # "demo" (see pyproject.toml), so a fresh dev install also serves the demo.
 set -euo pipefail
@@ -12,7 +12,7 @@ PYTHON_BIN="${PYTHON:-python3}"
 CQRS_EXTRAS="${CQRS_EXTRAS:-dev}"
 
 case "$CQRS_EXTRAS" in
-    demo) _what="the demo's dependencies (fastapi, uvicorn); under a minute the first time" ;;
+    demo) _what="the demo's dependencies (fastapi, uvicorn, SQLAlchemy with aiosqlite); under a minute the first time" ;;
     dev) _what="the test and lint tools; a few minutes the first time" ;;
     *) _what="the extras [$CQRS_EXTRAS]" ;;
 esac

@@ -3,7 +3,13 @@
 Run it with ``./scripts/demo``, ``python -m examples.demo_app`` or
 ``python examples/demo_app/app.py`` (``--host``/``--port``, or ``DEMO_HOST``/``DEMO_PORT``;
 default 127.0.0.1:8000) and open the printed URL. Everything is embedded: a ``di.Container``,
-the in-memory message broker and the in-memory replay buffer.
+SQLite, the in-memory message broker and the in-memory replay buffer.
+
+Each order's notification takes the whole outbox path: the handler commits it to the SQLite
+outbox with the order's shipment (one transaction per order), the outbox relay publishes it
+to the broker, and the notification service's consumer handles it behind its inbox, once.
+The lifespan runs the relay and the consumer (``pipeline.NotificationPipeline``); the page
+shows, per order, when its notification was published and when it was consumed.
 
 * ``GET /``: the page (``static/index.html``). It starts a ``ProcessOrders`` job, follows it
   with ``EventSource`` and resumes it after a reload.
@@ -14,12 +20,30 @@ the in-memory message broker and the in-memory replay buffer.
   frame whose message names the order and the reason (``OrderRejected`` is one of the
   ``safe_errors``); any other failure would send only a generic message.
 * ``POST /process-files``: the endpoint of the "FastAPI Integration" page, as written there.
-* ``GET /api/stats``: what was processed, handled, published, and every events connection.
+* ``GET /api/stats``: what was processed and handled; per order (and file) how many
+  notifications were written to the outbox, published and consumed; the outbox's lag; the
+  relay's, the consumers' and the inbox's counts; every events connection.
 
-``DEMO_ITEM_DELAY`` sets the seconds of work per item (default 0.4). Ctrl+C or SIGTERM stops
-the server gracefully (``SSEShutdown`` in the lifespan): running jobs are stopped and every
-open stream ends with an ``error`` frame with the reason ``shutdown`` (the pages show "The
-server is shutting down."), so the server does not wait for the jobs to finish.
+Settings (environment):
+
+* ``DEMO_ITEM_DELAY``: seconds of work per item (default 0.4).
+* ``DEMO_BROKER``: the broker between the relay and the consumer. Unset: the in-memory one.
+  ``amqp://guest:guest@127.0.0.1/`` (RabbitMQ), ``nats://127.0.0.1:4222`` (NATS JetStream),
+  ``redis://127.0.0.1:6379/0`` (Redis Streams) or ``kafka://127.0.0.1:9092`` (Kafka), each
+  with its extra installed (``pip install 'cqrs-kit[rabbit]'``: ``rabbit``, ``nats``,
+  ``redis``, ``kafka``).
+* ``DEMO_DB``: a directory for the SQLite files (``orders.sqlite3`` with the outbox,
+  ``notifications.sqlite3`` with the inbox), kept between runs: what was not published
+  before a stop is published after the next start. Unset: a temporary directory, removed
+  when the server stops.
+* ``DEMO_TOPIC_PREFIX``: prefixed to the topics (default ``demo-``: ``demo-orders``,
+  ``demo-files``), so that several demos can share one broker.
+
+Ctrl+C or SIGTERM stops the server gracefully (``SSEShutdown`` in the lifespan): running
+jobs are stopped and every open stream ends with an ``error`` frame with the reason
+``shutdown`` (the pages show "The server is shutting down."), so the server does not wait
+for the jobs to finish; then the relay finishes its batch and the consumer the
+notifications it is handling.
 
 Test hook: ``GET /jobs/{job_id}/events?drop_after=N`` ends a connection that came without a
 ``Last-Event-ID`` header after its N-th item, without a terminal frame, as a dropped
@@ -46,6 +70,8 @@ import fastapi.responses
 import uvicorn
 from di.dependent import Dependent
 from examples.demo_app.domain import (
+    NOTIFICATION_TYPES,
+    NOTIFICATIONS,
     DemoSettings,
     Ledger,
     OrderRejected,
@@ -53,9 +79,14 @@ from examples.demo_app.domain import (
     ProcessOrders,
     commands_mapper,
     domain_events_mapper,
+    notifications_mapper,
+    notified_item,
 )
+from examples.demo_app.pipeline import NotificationPipeline
+from examples.demo_app.store import Storage, UnitOfWork
 
 import cqrs
+from cqrs.events import bootstrap as events_bootstrap
 from cqrs.integrations.fastapi import (
     Frame,
     MemoryReplayBuffer,
@@ -65,19 +96,46 @@ from cqrs.integrations.fastapi import (
     StreamJobs,
     jobs_router,
 )
+from cqrs.message_brokers.protocol import Message
 from cqrs.requests import bootstrap
 from cqrs.testing import InMemoryMessageBroker
 
 STATIC = Path(__file__).resolve().parent / "static"
 
-settings = DemoSettings(item_delay=float(os.environ.get("DEMO_ITEM_DELAY", "0.4")))
+settings = DemoSettings(
+    item_delay=float(os.environ.get("DEMO_ITEM_DELAY", "0.4")),
+    topic_prefix=os.environ.get("DEMO_TOPIC_PREFIX", "demo-"),
+)
 ledger = Ledger()
+storage = Storage(os.environ.get("DEMO_DB") or None)
+work = UnitOfWork(storage.orders, NOTIFICATIONS)
 
 container = di.Container()
 container.bind(di.bind_by_type(Dependent(lambda: settings, scope="request"), DemoSettings))
 container.bind(di.bind_by_type(Dependent(lambda: ledger, scope="request"), Ledger))
+container.bind(di.bind_by_type(Dependent(lambda: work, scope="request"), UnitOfWork))
 
 broker = InMemoryMessageBroker()
+
+
+def _published(message: Message) -> None:
+    item_id = notified_item(message.payload)
+    if item_id is not None:
+        ledger.published[item_id] += 1
+
+
+# The notification service: its own mediator, fed by the consumer through the inbox.
+notifications = NotificationPipeline(
+    orders=storage.orders,
+    notifications=storage.notifications,
+    mediator=events_bootstrap.bootstrap(di_container=container, events_mapper=notifications_mapper),
+    events=NOTIFICATION_TYPES,
+    topics=lambda: [settings.topic("orders"), settings.topic("files")],
+    memory_broker=broker,
+    broker_url=os.environ.get("DEMO_BROKER"),
+    on_published=_published,
+)
+work.on_commit = notifications.wake
 
 orders_mediator = bootstrap.bootstrap_streaming(
     di_container=container,
@@ -99,16 +157,22 @@ jobs = StreamJobs(
 
 @contextlib.asynccontextmanager
 async def lifespan(_: fastapi.FastAPI) -> AsyncIterator[None]:
-    # On SIGTERM/Ctrl+C: stops the running jobs and ends every open stream with a
+    # On SIGTERM/Ctrl+C, SSEShutdown stops the running jobs and ends every open stream with a
     # "shutdown" error frame, so that uvicorn's graceful shutdown does not wait for them.
-    async with SSEShutdown(jobs):
-        yield
+    # Leaving: the jobs stop first (no more outbox writes), then the relay and the consumer.
+    try:
+        async with notifications, SSEShutdown(jobs):
+            yield
+    finally:
+        await storage.close()
 
 
 app = fastapi.FastAPI(title="cqrs demo: streaming orders", lifespan=lifespan)
 app.state.settings = settings
 app.state.ledger = ledger
 app.state.broker = broker
+app.state.notifications = notifications
+app.state.storage = storage
 app.state.jobs = jobs
 app.state.connections = []  # one dict per GET of a job's events
 
@@ -251,19 +315,26 @@ async def page() -> fastapi.responses.FileResponse:
 
 @app.get("/api/stats")
 async def stats() -> dict[str, Any]:
-    """Counts for tests and the curious: each order and file id maps to how many times it was
-    processed (1, always), ``handled`` to the domain events handled for it."""
-    notifications: dict[str, int] = {}
-    for message in broker.messages:
-        payload = message.payload.get("payload", {})
-        item_id = payload.get("order_id") or payload.get("file_id")
-        notifications[item_id] = notifications.get(item_id, 0) + 1
+    """Counts for the page, tests and the curious: each order and file id maps to how many
+    times it was processed (1, always), ``handled`` to the domain events handled for it, and
+    ``notifications`` to ``{"written", "published", "consumed"}``: its notifications committed
+    to the outbox, published by the relay (the broker confirmed them) and handled by the
+    consumer (1 each, always). ``outbox`` is the outbox's lag (``pending`` rows, of which
+    ``retrying``; ``given_up``; ``oldest_pending_age`` in seconds); ``relay``, ``consumers``
+    and ``inbox`` count what they did since the server started; ``broker`` names the broker
+    between the relay and the consumer, ``database`` the directory of the SQLite files, and
+    ``relay_running`` says whether the relay and the consumer run."""
     return {
         "item_delay": settings.item_delay,
         "processed": dict(ledger.processed),
         "files": dict(ledger.files),
         "handled": ledger.handled,
-        "notifications": notifications,
+        "notifications": ledger.notifications(),
+        "outbox": await notifications.lag(),
+        "broker": notifications.broker,
+        "database": str(storage.directory),
+        "relay_running": notifications.running,
+        **notifications.stats(),
         "jobs_running": jobs.running,
         "connections": app.state.connections,
     }
@@ -278,6 +349,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "8000")))
     args = parser.parse_args(argv)
     print(f"cqrs demo: open http://{args.host}:{args.port}/  (Ctrl+C stops it)", flush=True)
+    print(
+        f"notifications: SQLite outbox -> relay -> {notifications.broker} broker -> consumer "
+        f"(inbox); databases in {os.environ.get('DEMO_DB') or 'a temporary directory'}",
+        flush=True,
+    )
     uvicorn.run(app, host=args.host, port=args.port)
 
 

@@ -2,19 +2,26 @@
 
 Two streaming commands:
 
-* ``ProcessOrders``: one ``OrderProcessed`` per order. Per order the handler emits two domain
-  events (``OrderShipped``, ``InvoiceIssued``, handled in this process) and one notification
-  event (``order_shipped``, published to the message broker). The warehouse refuses an order
-  whose id starts with ``REJECT``: the handler raises ``OrderRejected``, a domain error whose
-  message is meant for the client (the app lists it in ``SSESettings.safe_errors``), so the
-  page shows which order was refused and why.
+* ``ProcessOrders``: one ``OrderProcessed`` per order. Per order the handler writes, in one
+  transaction (the item's unit of work), the order's ``Shipment`` row and its
+  ``order_shipped`` notification into the transactional outbox, commits, then emits two
+  domain events (``OrderShipped``, ``InvoiceIssued``, handled in this process) and yields the
+  item. The warehouse refuses an order whose id starts with ``REJECT``: the handler raises
+  ``OrderRejected`` inside the transaction, so neither the shipment nor the notification is
+  stored; the error's message is meant for the client (the app lists it in
+  ``SSESettings.safe_errors``), so the page shows which order was refused and why.
 * ``ProcessFilesCommand``: the command of the "FastAPI Integration" page, one
   ``FileProcessed`` per file, with a ``FileScanned`` domain event and a ``file_processed``
-  notification per file.
+  notification (through the outbox too) per file.
 
-Under the mediator's default events policy (``before_item``) an item reaches the consumer
-only after the events emitted for it are handled and published, so a result can list them as
-done. Every handler records what it did in the :class:`Ledger`, which the app shows at
+The notifications leave the outbox through the app's relay, which publishes them to the
+message broker, and reach the notification service's consumer (:func:`notifications_mapper`:
+``NotifyCustomer``, ``NotifyUploader``), which runs behind an inbox, so each runs once per
+notification however often it is delivered.
+
+Under the mediator's default events policy (``before_item``) an item reaches the client
+only after the domain events emitted for it are handled, so a result can list them as done.
+Every handler records what it did in the :class:`Ledger`, which the app shows at
 ``GET /api/stats``.
 """
 
@@ -26,6 +33,7 @@ import dataclasses
 import typing
 
 import pydantic
+from examples.demo_app.store import Shipment, UnitOfWork
 
 import cqrs
 
@@ -38,7 +46,15 @@ class DemoSettings:
     """Knobs of the demo, shared by the handlers (bound in the DI container)."""
 
     item_delay: float = 0.4
-    """Seconds of "work" per order or file, so that a person sees the progress bar fill."""
+    """Seconds of "work" per order or file, so that a person sees the progress bar fill (a
+    notification's consumer takes a quarter of it)."""
+    topic_prefix: str = "demo-"
+    """Prefixed to the notification topics (``demo-orders``, ``demo-files``), so that several
+    demos, or tests, can share one broker."""
+
+    def topic(self, name: str) -> str:
+        """The topic ``name`` with the prefix."""
+        return f"{self.topic_prefix}{name}"
 
 
 @dataclasses.dataclass
@@ -51,9 +67,28 @@ class Ledger:
     """File id -> how many times a file was processed."""
     handled: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     """Order or file id -> the names of the domain events handled for it, in order."""
+    written: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    """Order or file id -> notifications committed to the outbox for it."""
+    published: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    """Order or file id -> notifications for it that the relay published and the broker
+    confirmed."""
+    consumed: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    """Order or file id -> runs of the notification consumer's handler for it."""
 
     def record_handled(self, item_id: str, event: cqrs.DomainEvent) -> None:
         self.handled.setdefault(item_id, []).append(type(event).__name__)
+
+    def notifications(self) -> dict[str, dict[str, int]]:
+        """Item id -> ``{"written", "published", "consumed"}`` counts of its notifications."""
+        ids = self.written.keys() | self.published.keys() | self.consumed.keys()
+        return {
+            item_id: {
+                "written": self.written[item_id],
+                "published": self.published[item_id],
+                "consumed": self.consumed[item_id],
+            }
+            for item_id in sorted(ids)
+        }
 
 
 # -- orders -------------------------------------------------------------------------------
@@ -80,7 +115,8 @@ class OrderProcessed(cqrs.Response):
     events: list[str]
     """The domain events handled for this order (before it was delivered)."""
     notifications: list[str]
-    """The notification events published for this order."""
+    """The notification events committed to the outbox for this order (the relay publishes
+    them right after)."""
 
 
 class OrderShipped(cqrs.DomainEvent, frozen=True):
@@ -96,6 +132,12 @@ class OrderShippedNotice(cqrs.Response):
     """The payload of the ``order_shipped`` notification."""
 
     order_id: str
+
+
+class OrderShippedNotification(cqrs.NotificationEvent[OrderShippedNotice]):
+    """Tells the notification service that an order shipped (it e-mails the customer)."""
+
+    event_name: str = "order_shipped"
 
 
 class _EventsMixin:
@@ -115,27 +157,32 @@ class _EventsMixin:
 class ProcessOrdersHandler(
     _EventsMixin, cqrs.StreamingRequestHandler[ProcessOrders, OrderProcessed]
 ):
-    def __init__(self, ledger: Ledger, settings: DemoSettings) -> None:
+    def __init__(self, ledger: Ledger, settings: DemoSettings, work: UnitOfWork) -> None:
         super().__init__()
         self._ledger = ledger
         self._settings = settings
+        self._work = work
 
     async def handle(self, request: ProcessOrders) -> typing.AsyncIterator[OrderProcessed]:
         total = len(request.order_ids)
         for position, order_id in enumerate(request.order_ids, start=1):
             await asyncio.sleep(self._settings.item_delay)  # the work for one order
-            if order_id.startswith("REJECT"):
-                raise OrderRejected(order_id, "the warehouse has no stock for it")
+            # The item's unit of work: the shipment and its notification commit together,
+            # before the item is yielded (never yield inside the transaction).
+            async with self._work.begin() as (session, outbox):
+                session.add(Shipment(order_id=order_id, position=position))
+                outbox.add(
+                    OrderShippedNotification(
+                        topic=self._settings.topic("orders"),
+                        payload=OrderShippedNotice(order_id=order_id),
+                    )
+                )
+                if order_id.startswith("REJECT"):  # rolls back the shipment and its notice
+                    raise OrderRejected(order_id, "the warehouse has no stock for it")
             self._ledger.processed[order_id] += 1
+            self._ledger.written[order_id] += 1
             self._events.append(OrderShipped(order_id=order_id))
             self._events.append(InvoiceIssued(order_id=order_id, amount=10.0 * position))
-            self._events.append(
-                cqrs.NotificationEvent[OrderShippedNotice](
-                    event_name="order_shipped",
-                    topic="orders",
-                    payload=OrderShippedNotice(order_id=order_id),
-                )
-            )
             yield OrderProcessed(
                 order_id=order_id,
                 position=position,
@@ -187,27 +234,35 @@ class FileProcessedNotice(cqrs.Response):
     file_id: str
 
 
+class FileProcessedNotification(cqrs.NotificationEvent[FileProcessedNotice]):
+    """Tells the notification service that a file was processed."""
+
+    event_name: str = "file_processed"
+
+
 class ProcessFilesHandler(
     _EventsMixin, cqrs.StreamingRequestHandler[ProcessFilesCommand, FileProcessed]
 ):
-    def __init__(self, ledger: Ledger, settings: DemoSettings) -> None:
+    def __init__(self, ledger: Ledger, settings: DemoSettings, work: UnitOfWork) -> None:
         super().__init__()
         self._ledger = ledger
         self._settings = settings
+        self._work = work
 
     async def handle(self, request: ProcessFilesCommand) -> typing.AsyncIterator[FileProcessed]:
         total = len(request.file_ids)
         for position, file_id in enumerate(request.file_ids, start=1):
             await asyncio.sleep(self._settings.item_delay)
-            self._ledger.files[file_id] += 1
-            self._events.append(FileScanned(file_id=file_id))
-            self._events.append(
-                cqrs.NotificationEvent[FileProcessedNotice](
-                    event_name="file_processed",
-                    topic="files",
-                    payload=FileProcessedNotice(file_id=file_id),
+            async with self._work.begin() as (_, outbox):
+                outbox.add(
+                    FileProcessedNotification(
+                        topic=self._settings.topic("files"),
+                        payload=FileProcessedNotice(file_id=file_id),
+                    )
                 )
-            )
+            self._ledger.files[file_id] += 1
+            self._ledger.written[file_id] += 1
+            self._events.append(FileScanned(file_id=file_id))
             yield FileProcessed(file_id=file_id, status="completed", position=position, total=total)
 
 
@@ -217,6 +272,54 @@ class IndexFile(cqrs.EventHandler[FileScanned]):
 
     async def handle(self, event: FileScanned) -> None:
         self._ledger.record_handled(event.file_id, event)
+
+
+# -- the notification service: the consumer's handlers ---------------------------------------
+
+
+class NotifyCustomer(cqrs.EventHandler[OrderShippedNotification]):
+    """Runs behind the inbox: once per notification, however often it is delivered."""
+
+    def __init__(self, ledger: Ledger, settings: DemoSettings) -> None:
+        self._ledger = ledger
+        self._settings = settings
+
+    async def handle(self, event: OrderShippedNotification) -> None:
+        await asyncio.sleep(self._settings.item_delay / 4)  # texting the customer
+        self._ledger.consumed[event.payload.order_id] += 1
+
+
+class NotifyUploader(cqrs.EventHandler[FileProcessedNotification]):
+    """Runs behind the inbox too."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def handle(self, event: FileProcessedNotification) -> None:
+        self._ledger.consumed[event.payload.file_id] += 1
+
+
+NOTIFICATIONS = cqrs.OutboxedEventMap()
+"""The notification events the outbox stores (the demo's own registry, not the process's)."""
+NOTIFICATIONS.register("order_shipped", OrderShippedNotification)
+NOTIFICATIONS.register("file_processed", FileProcessedNotification)
+
+NOTIFICATION_TYPES: dict[str, type[cqrs.NotificationEvent[typing.Any]]] = {
+    "order_shipped": OrderShippedNotification,
+    "file_processed": FileProcessedNotification,
+}
+"""What the consumer decodes a message into, by its name."""
+
+
+def notified_item(payload: object) -> str | None:
+    """The order or file id a published notification (its message body) is about."""
+    if isinstance(payload, dict):
+        inner = typing.cast(dict[str, typing.Any], payload).get("payload")
+        if isinstance(inner, dict):
+            inner = typing.cast(dict[str, typing.Any], inner)
+            item_id = inner.get("order_id") or inner.get("file_id")
+            return item_id if isinstance(item_id, str) else None
+    return None
 
 
 # -- mappers --------------------------------------------------------------------------------
@@ -231,3 +334,9 @@ def domain_events_mapper(mapper: cqrs.EventMap) -> None:
     mapper.bind(OrderShipped, SendShippingEmail)
     mapper.bind(InvoiceIssued, BookInvoice)
     mapper.bind(FileScanned, IndexFile)
+
+
+def notifications_mapper(mapper: cqrs.EventMap) -> None:
+    """The notification service's handlers (the consumer's ``EventMediator``)."""
+    mapper.bind(OrderShippedNotification, NotifyCustomer)
+    mapper.bind(FileProcessedNotification, NotifyUploader)

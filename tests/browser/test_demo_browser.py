@@ -1,5 +1,6 @@
 """The demo web app (examples/demo_app) in a real browser: Debian's headless Chromium driven by
-playwright, against the app served by a real uvicorn process.
+playwright, against the app served by a real uvicorn process (with its outbox relay and its
+notification consumer, on the in-memory broker).
 
 Needs /usr/bin/chromium and the playwright package (``./scripts/install-browser``); skipped
 without them. Every wait is for an event (the server answers, a row appears, a text shows),
@@ -30,6 +31,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = ROOT / "artifacts" / "demo-complete.png"
 WAIT_MS = PATIENCE * 1000  # playwright's unit
 ITEM_DELAY = "0.15"  # seconds per order in the served app
+NOTE_DONE = ["order_shipped", "published ✓", "consumed ✓"]
+"""The chips of an order's notification once the consumer handled it."""
+ONCE = {"written": 1, "published": 1, "consumed": 1}
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -132,6 +136,20 @@ async def page() -> AsyncIterator[Page]:
     assert errors == [], "the page raised errors"
 
 
+# Installed in every document of a page before its own scripts: records, in the order they
+# happen, the first "consumed ✓" of a row and the status "Complete".
+TRACK_STEPS = """
+window.steps = [];
+new MutationObserver(() => {
+  const note = (step) => { if (!window.steps.includes(step)) window.steps.push(step); };
+  if (document.querySelector("#items .chip.step[data-step=consumed][data-done=true]")) {
+    note("consumed");
+  }
+  const status = document.getElementById("status");
+  if (status && status.textContent === "Complete") note("complete");
+}).observe(document, { subtree: true, childList: true, characterData: true, attributes: true });
+"""
+
 # Installed in every document of a page before its own scripts: records each value the
 # percentage takes (as a number), so a test can tell a bar that fills from one that restarts.
 TRACK_PERCENT = """
@@ -194,33 +212,48 @@ async def wait_for_animations(page: Page) -> None:
     await page.wait_for_function("document.getAnimations().length === 0", timeout=WAIT_MS)
 
 
+async def wait_for_notifications(page: Page, count: int) -> None:
+    """Wait until every order row shows its notification published and consumed."""
+    await expect(page.locator("#items li .chip.step")).to_have_count(2 * count)
+    await expect(page.locator("#items li .chip.step[data-done=false]")).to_have_count(0)
+
+
 async def assert_completed(page: Page, count: int) -> list[dict[str, Any]]:
-    """The page shows the finished batch: full bar, summary, every order once, in order."""
+    """The page shows the finished batch: full bar, summary, every order once, in order, each
+    with its notification published and consumed once."""
     await expect(page.locator("#percent")).to_have_text("100 %")
     await expect(page.locator("#summary")).to_be_visible()
     await expect(page.locator("#status")).to_have_text("Complete")
     await expect(page.locator("#sum-items")).to_have_text(str(count))
     await expect(page.locator("#sum-events")).to_have_text(str(2 * count))
-    await expect(page.locator("#sum-notifications")).to_have_text(str(count))
+    await wait_for_notifications(page, count)
+    await expect(page.locator("#sum-published")).to_have_text(str(count))
+    await expect(page.locator("#sum-consumed")).to_have_text(str(count))
     await expect(page.locator("#sum-elapsed")).to_have_text(re.compile(r"^\d+\.\d s$"))
     await expect(page.locator("#error")).to_be_hidden()
+    await expect(page.locator("#pipeline")).to_have_text(
+        "Notifications: outbox → relay → in-memory broker → consumer. 0 waiting in the outbox."
+    )
     shown = await rows(page)
     assert [row["position"] for row in shown] == list(range(1, count + 1))
     assert len({row["order"] for row in shown}) == count
     for row in shown:
-        assert row["chips"] == ["OrderShipped", "InvoiceIssued", "order_shipped"], row
+        assert row["chips"] == ["OrderShipped", "InvoiceIssued", *NOTE_DONE], row
     return shown
 
 
 async def assert_processed_once(server: Server, orders: list[str]) -> dict[str, Any]:
     """Each order of this batch, and of every batch before it, was processed exactly once;
-    its two domain events were handled and its notification published once."""
+    its two domain events were handled and its notification written, published and consumed
+    once; the outbox is empty."""
     seen = await stats(server)
     for order in orders:
         assert seen["processed"].get(order) == 1, order
         assert sorted(seen["handled"][order]) == ["InvoiceIssued", "OrderShipped"], order
-        assert seen["notifications"][order] == 1, order
+        assert seen["notifications"][order] == ONCE, order
     assert set(seen["processed"].values()) == {1}, seen["processed"]
+    assert all(counts == ONCE for counts in seen["notifications"].values())
+    assert seen["outbox"]["pending"] == 0
     assert seen["jobs_running"] == 0
     return seen
 
@@ -272,6 +305,7 @@ async def test_a_reload_mid_stream_resumes_where_it_was(server: Server, page: Pa
 
     page.on("request", note_event_source)
     await page.add_init_script(TRACK_PERCENT)
+    await page.add_init_script(TRACK_STEPS)
     await page.goto(server.url)
     job_id = await start_batch(page, count)
     await wait_for_rows(page, reload_after)
@@ -283,6 +317,8 @@ async def test_a_reload_mid_stream_resumes_where_it_was(server: Server, page: Pa
     assert restored >= reload_after
 
     shown = await assert_completed(page, count)
+    # the notifications showed up live: an order was consumed while the batch still ran
+    assert await page.evaluate("window.steps") == ["consumed", "complete"]
     after_reload = await percents(page)
     assert after_reload[0] >= 100 * reload_after // count, after_reload
     assert after_reload == sorted(after_reload), after_reload
@@ -339,14 +375,18 @@ async def test_a_rejected_order_shows_which_and_why_and_the_bar_turns_red(
     assert await bar.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(201, 42, 42)"
     await expect(page.locator("#summary")).to_be_hidden()
     await expect(page.locator("#start")).to_be_enabled()
+    await wait_for_notifications(page, 3)
     shown = await rows(page)
     assert [row["position"] for row in shown] == [1, 2, 3, 4]
+    assert [row["chips"][2:] for row in shown[:3]] == [NOTE_DONE] * 3
     assert shown[3]["order"] == rejected
     assert shown[3]["chips"] == ["rejected"]
 
     seen = await assert_processed_once(server, [row["order"] for row in shown[:3]])
     assert job_connections(seen, job_id) == [(None, None, None)]
     assert not any(order.startswith("REJECT") for order in seen["processed"])
+    # its shipment and notification were rolled back together: nothing written, nothing sent
+    assert rejected not in seen["notifications"]
 
     # after a reload the page still shows the failure, the reason and the red bar
     await page.reload()

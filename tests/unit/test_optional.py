@@ -366,7 +366,9 @@ def test_demo_extra_is_exactly_what_the_demo_app_imports() -> None:
     demo = _extra_modules("demo")
     assert needed, "examples/demo_app was not found"
     assert needed <= demo, f"add to the demo extra: {sorted(needed - demo)}"
-    assert demo == {"fastapi", "starlette", "uvicorn"}, "the demo extra holds more than the demo"
+    assert demo == {"fastapi", "starlette", "uvicorn", "sqlalchemy", "aiosqlite"}, (
+        "the demo extra holds more than the demo"
+    )
     assert demo <= _extra_modules("dev"), "dev must contain demo (the scripts rely on it)"
 
 
@@ -418,7 +420,7 @@ def test_demo_installs_only_the_demo_extra_and_test_the_dev_set(tmp_path: Path) 
     assert box.installs(calls) == [f"{root}[demo]"]
     assert said.splitlines() == [
         "demo: installing cqrs-kit[demo] into .venv: the demo's dependencies (fastapi, "
-        "uvicorn); under a minute the first time..."
+        "uvicorn, SQLAlchemy with aiosqlite); under a minute the first time..."
     ]
     assert calls[-1] == "python -m examples.demo_app --flag"
 

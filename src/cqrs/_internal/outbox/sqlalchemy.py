@@ -31,6 +31,7 @@ from cqrs._internal.sql.types import Binary16, PayloadBinary, UUIDBinary
 
 with require("sqlalchemy", extra="sqlalchemy", feature="cqrs.outbox.sqlalchemy"):
     import sqlalchemy as sa
+    from sqlalchemy.dialects import mysql
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
@@ -55,6 +56,8 @@ BinaryUUID = UUIDBinary
 """Deprecated 4.x alias of :class:`~cqrs.sqlalchemy_types.UUIDBinary`."""
 
 _ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# MariaDB/MySQL DATETIME keeps whole seconds unless told otherwise; leases need better.
+_LEASE_TIME_TYPE = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 class Base(DeclarativeBase):
@@ -86,7 +89,7 @@ class OutboxMixin:
     # A server default (NULL) makes the ORM leave them out of an INSERT that does not set them,
     # so ``add`` also writes to a 4.x table that has not been migrated yet.
     claimed_until: Mapped[datetime.datetime | None] = mapped_column(
-        sa.DateTime(), nullable=True, server_default=sa.text("NULL")
+        _LEASE_TIME_TYPE, nullable=True, server_default=sa.text("NULL")
     )
     claim_token: Mapped[str | None] = mapped_column(
         sa.String(36), nullable=True, server_default=sa.text("NULL")
