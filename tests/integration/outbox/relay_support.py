@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import os
 import subprocess
 import sys
 import uuid
@@ -189,11 +190,19 @@ def outage(message: Message, call: int) -> None:
 
 
 def relay_process(
-    url: str, table: str, log: Path, *, delay: float, lease: float
+    url: str,
+    table: str,
+    log: Path,
+    *,
+    delay: float,
+    lease: float,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``tests.integration.outbox.relay_worker`` on ``table`` (see its docstring)."""
+    """Start ``tests.integration.outbox.relay_worker`` on ``table`` (see its docstring);
+    ``env`` adds to the environment (``RELAY_AMQP_URL``: publish to RabbitMQ too)."""
     return subprocess.Popen(
         [sys.executable, "-W", "error", "-m", "tests.integration.outbox.relay_worker",
          url, table, str(log), str(delay), str(lease)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )  # fmt: skip
