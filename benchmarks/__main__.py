@@ -28,6 +28,7 @@ from benchmarks import (
 )
 from benchmarks.brokers_redis import broker_rows_redis
 from benchmarks.inbox import inbox_rows
+from benchmarks.outbox import outbox_rows
 from benchmarks.relay import relay_rows
 from benchmarks.report import Row, failed_row, format_table, write_json
 from benchmarks.settings import FULL, QUICK, Settings
@@ -50,6 +51,7 @@ ASYNC_CASES: tuple[tuple[str, AsyncCase], ...] = (
     ("nats", brokers_nats.broker_rows_nats),
     ("kafka", brokers_kafka.broker_rows_kafka),
     ("faststream", brokers_faststream.broker_rows_faststream),
+    ("outbox write", outbox_rows),
     ("inbox", inbox_rows),
     ("outbox relay", relay_rows),
 )
