@@ -90,7 +90,7 @@ def test_bad_arguments_are_refused_with_what_to_do(engine: AsyncEngine) -> None:
     with pytest.raises(TypeError) as caught:
         SqlAlchemyInbox(engine, model=Other)
     assert str(caught.value) == (
-        "model Other (table 'not_an_inbox') lacks the inbox columns ['consumer', "
+        "model Other (table 'not_an_inbox') lacks the columns ['consumer', "
         "'event_name', 'received_at']; build it with InboxMixin or rebind_inbox_model"
     )
     with pytest.raises(ValueError, match="consumer must be 1 to 255 characters"):

@@ -206,3 +206,41 @@ def relay_process(
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
+
+
+def logged_ids(path: Path) -> list[uuid.UUID]:
+    """The message ids a relay worker logged as confirmed, in order (none before the file)."""
+    try:
+        return [uuid.UUID(line) for line in path.read_text(encoding="utf-8").split()]
+    except FileNotFoundError:
+        return []
+
+
+async def kill_mid_batch(
+    worker: subprocess.Popen[bytes], log: Path, *, at_least: int, batch: int
+) -> None:
+    """SIGKILL ``worker`` once it logged at least ``at_least`` confirmations and is part-way
+    through a batch of ``batch`` (so some rows are confirmed but not settled); always reaped.
+    Fails naming its stderr if the worker exits by itself first."""
+    import signal
+
+    from tests.support import PATIENCE, wait_until_async
+
+    def mid_batch() -> bool:
+        if worker.poll() is not None:
+            error = worker.stderr.read().decode() if worker.stderr else ""
+            raise AssertionError(f"the relay process exited early: {error}")
+        published = len(logged_ids(log))
+        return published >= at_least and published % batch != 0
+
+    try:
+        await wait_until_async(mid_batch, "the relay process part-way through a batch")
+        worker.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(worker.wait, PATIENCE)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            await asyncio.to_thread(worker.wait, PATIENCE)
+        if worker.stderr is not None:
+            worker.stderr.close()
+    assert worker.returncode == -signal.SIGKILL

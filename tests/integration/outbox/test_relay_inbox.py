@@ -3,7 +3,7 @@ SIGKILL in the middle of a batch and a new relay takes over; a consumer behind t
 every event's handler exactly once, although the rows the dead relay had published but not yet
 settled are published, and delivered, twice.
 
-Counted at the end: handler runs per event (exactly 1 each, every event), messages published
+Counted at the end: handler runs per event (exactly 1 each, every event), messages delivered
 twice (at least one: the kill lands mid-batch), inbox skips (exactly those duplicates).
 """
 
@@ -11,44 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import signal
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from cqrs._internal.outbox.relay import OutboxRelay
 from tests.integration.brokers.support import OrderPayload, OrderPlaced
-from tests.integration.outbox.relay_support import Outbox, insert_orders, outbox, relay_process
-from tests.sql_support import DATABASES, unique_name, url_for
-from tests.support import LONG_TEST_TIMEOUT, PATIENCE, wait_until_async
+from tests.integration.outbox.relay_support import (
+    Outbox,
+    insert_orders,
+    kill_mid_batch,
+    logged_ids,
+    outbox,
+    relay_process,
+)
+from tests.integration.outbox.test_relay_brokers import queue
+from tests.sql_support import DATABASES, url_for
+from tests.support import LONG_TEST_TIMEOUT, wait_until_async
 
 pytestmark = [pytest.mark.timeout(LONG_TEST_TIMEOUT), pytest.mark.rabbitmq]
 
-__all__ = ["outbox"]  # the fixture, imported for pytest
+__all__ = ["outbox", "queue"]  # fixtures, imported for pytest
 
 EVENTS = 1_000
 BATCH = 50  # the worker's batch size (tests/integration/outbox/relay_worker.py)
-
-
-@pytest.fixture
-async def queue() -> AsyncIterator[str]:
-    pytest.importorskip("aio_pika", reason="the rabbit extra (aio-pika) is not installed")
-    from tests.integration.brokers.conftest import NEEDS_RABBIT, delete_queues, rabbit_reachable
-
-    if not rabbit_reachable():
-        pytest.skip(NEEDS_RABBIT)
-    name = unique_name("cqrs-relay-inbox")
-    yield name
-    await delete_queues([name])
-
-
-def logged(path: Path) -> list[uuid.UUID]:
-    try:
-        return [uuid.UUID(line) for line in path.read_text().split()]
-    except FileNotFoundError:
-        return []
 
 
 @pytest.mark.parametrize("outbox", DATABASES, indirect=True)
@@ -95,34 +82,18 @@ async def test_a_killed_relays_duplicates_never_reach_a_handler(
             url_for(outbox.kind, tmp_path), outbox.table, log, delay=0.01, lease=2.0,
             env={"RELAY_AMQP_URL": RABBIT_URL, "RELAY_AMQP_EXCHANGE": "cqrs-test"},
         )  # fmt: skip
-        try:
-
-            def mid_batch() -> bool:  # part of a batch confirmed, the rest still publishing
-                if worker.poll() is not None:
-                    error = worker.stderr.read().decode() if worker.stderr else ""
-                    raise AssertionError(f"the relay process exited early: {error}")
-                published = len(logged(log))
-                return published >= 6 * BATCH + 20 and published % BATCH != 0
-
-            await wait_until_async(mid_batch, "the relay process part-way through a batch")
-            worker.send_signal(signal.SIGKILL)
-            await asyncio.to_thread(worker.wait, PATIENCE)
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-                await asyncio.to_thread(worker.wait, PATIENCE)
-            if worker.stderr is not None:
-                worker.stderr.close()
-        before = logged(log)
+        await kill_mid_batch(worker, log, at_least=6 * BATCH + 20, batch=BATCH)
+        before = logged_ids(log)
 
         relay = OutboxRelay(outbox.engine, publisher, model=outbox.model, poll_interval=0.05)
         async with relay:  # the dead relay's claimed rows come back after its lease
             await wait_until_async(
                 lambda: (
                     relay.totals.produced + len(set(before)) >= EVENTS
+                    and len(runs) == EVENTS
                     and consumer.stats.acked >= relay.totals.produced + len(before)
                 ),
-                "every row published by the new relay and every delivery acked",
+                "every row published by the new relay, handled, and its delivery acked",
                 details=lambda: f"relay {relay.totals}; consumer {consumer.stats}",
             )
         await consumer.stop()
@@ -133,12 +104,15 @@ async def test_a_killed_relays_duplicates_never_reach_a_handler(
     assert set(runs) == set(ids)  # zero lost, all the way to the handler
     assert set(runs.values()) == {1}  # and no handler ran twice
     assert published_twice > 0  # the kill left confirmed, unsettled rows behind
-    assert consumer.stats.received == EVENTS + published_twice
-    assert billing.stats.duplicates == published_twice
+    # The worker logs a message after RabbitMQ confirmed it: one confirmed in the instant
+    # before the kill may be missing from the log, so more may arrive twice than it shows.
+    delivered_twice = consumer.stats.received - EVENTS
+    assert delivered_twice >= published_twice
+    assert billing.stats.duplicates == delivered_twice
     assert billing.stats.handled == EVENTS
     with capsys.disabled():
         print(
-            f"\n{outbox.kind}: relay killed after {len(before)} published; {published_twice} "
-            f"published twice, {billing.stats.duplicates} skipped by the inbox, every one of "
+            f"\n{outbox.kind}: relay killed after {len(before)} published; {delivered_twice} "
+            f"delivered twice, {billing.stats.duplicates} skipped by the inbox, every one of "
             f"{EVENTS} handled once"
         )

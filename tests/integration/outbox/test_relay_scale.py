@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import signal
-import uuid
 from pathlib import Path
 
 import pytest
@@ -21,27 +19,21 @@ from tests.integration.outbox.relay_support import (
     CountingBroker,
     Outbox,
     insert_orders,
+    kill_mid_batch,
+    logged_ids,
     outbox,
     relay_process,
     rows_of,
     status_counts,
 )
 from tests.sql_support import DATABASES, engine_for, unique_name, url_for
-from tests.support import LONG_TEST_TIMEOUT, PATIENCE, wait_until_async
+from tests.support import LONG_TEST_TIMEOUT, wait_until_async
 
 pytestmark = pytest.mark.timeout(LONG_TEST_TIMEOUT)
 
 __all__ = ["outbox"]  # the fixture, imported for pytest
 
 by_database = pytest.mark.parametrize("outbox", DATABASES, indirect=True)
-
-
-def lines(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    return [line for line in text.splitlines() if line]
 
 
 @by_database
@@ -54,29 +46,8 @@ async def test_a_relay_killed_mid_batch_loses_nothing(
     worker = relay_process(
         url_for(outbox.kind, tmp_path), outbox.table, log, delay=0.01, lease=lease
     )
-    try:
-
-        def worker_alive() -> bool:
-            if worker.poll() is not None:
-                error = worker.stderr.read().decode() if worker.stderr else ""
-                raise AssertionError(f"the relay process exited early: {error}")
-            return True
-
-        def mid_batch() -> bool:  # part of a batch of 50 confirmed: the rest is in flight
-            published = len(lines(log))
-            return worker_alive() and published >= 320 and published % 50 != 0
-
-        await wait_until_async(mid_batch, "the relay process part-way through a batch")
-        worker.send_signal(signal.SIGKILL)
-        await asyncio.to_thread(worker.wait, PATIENCE)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            await asyncio.to_thread(worker.wait, PATIENCE)
-        if worker.stderr is not None:
-            worker.stderr.close()
-    assert worker.returncode == -signal.SIGKILL
-    before = collections.Counter(uuid.UUID(line) for line in lines(log))
+    await kill_mid_batch(worker, log, at_least=320, batch=50)
+    before = collections.Counter(logged_ids(log))
     in_flight = {
         row.event_id
         for row in await rows_of(outbox.engine, outbox.model)

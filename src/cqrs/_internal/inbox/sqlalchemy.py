@@ -30,6 +30,7 @@ from cqrs._internal.inbox.repository import (
     NoInboxTransaction,
     checked_consumer,
 )
+from cqrs._internal.sql.tables import table_with_columns
 from cqrs._internal.sql.types import UUIDBinary
 
 with require("sqlalchemy", extra="sqlalchemy", feature="cqrs.inbox.sqlalchemy"):
@@ -195,18 +196,13 @@ class SqlAlchemyInbox:
                 "session_factory must make AsyncSessions (an async_sessionmaker) or be an "
                 f"AsyncEngine, got {session_factory!r}"
             )
-        table: Any = getattr(model, "__table__", None)
-        if not isinstance(table, sa.Table):
-            raise TypeError(
-                f"model must be a mapped inbox class (InboxModel, or one made with InboxMixin "
-                f"or rebind_inbox_model), got {model!r}"
-            )
-        missing = [c for c in _COLUMNS if c not in table.c]
-        if missing:
-            raise TypeError(
-                f"model {model.__name__} (table {table.name!r}) lacks the inbox columns "
-                f"{missing}; build it with InboxMixin or rebind_inbox_model"
-            )
+        table = table_with_columns(
+            model,
+            _COLUMNS,
+            kind="a mapped inbox class (InboxModel, or one made with InboxMixin or "
+            "rebind_inbox_model)",
+            build="build it with InboxMixin or rebind_inbox_model",
+        )
         self._factory = session_factory
         self._consumer = checked_consumer(consumer)
         self._model = model

@@ -10,7 +10,12 @@ from cqrs._internal.errors import ConfigurationError
 from cqrs._internal.generics import describe_type
 from cqrs._internal.messages.events import INotificationEvent
 from cqrs._internal.outbox.map import OutboxedEventMap, resolve_event
-from cqrs._internal.outbox.models import MAX_FLUSH_COUNTER_VALUE, EventStatus, OutboxedEvent
+from cqrs._internal.outbox.models import (
+    MAX_FLUSH_COUNTER_VALUE,
+    EventStatus,
+    OutboxedEvent,
+    checked_status,
+)
 from cqrs._internal.outbox.repository import OutboxedEventRepository
 from cqrs._internal.serialization.json import EventCodec, JsonEventSerializer
 
@@ -95,13 +100,7 @@ class MockOutboxedEventRepository(OutboxedEventRepository):
     async def update_status(self, outboxed_event_id: int, new_status: EventStatus) -> None:
         """``PRODUCED`` deletes the row; ``NOT_PRODUCED`` marks it and counts a failure;
         an unknown id is ignored. Raises ``ValueError`` for a status that is not one."""
-        try:
-            status = EventStatus(new_status)
-        except ValueError:
-            raise ValueError(
-                f"update_status: new_status must be one of {[s.value for s in EventStatus]}, "
-                f"got {new_status!r}"
-            ) from None
+        status = checked_status(new_status)
         row = self.session.get(outboxed_event_id)
         if row is None:
             return

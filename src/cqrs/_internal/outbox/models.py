@@ -8,7 +8,7 @@ from typing import Any
 
 from cqrs._internal.messages.events import INotificationEvent
 
-__all__ = ["MAX_FLUSH_COUNTER_VALUE", "EventStatus", "OutboxedEvent"]
+__all__ = ["MAX_FLUSH_COUNTER_VALUE", "EventStatus", "OutboxedEvent", "checked_status"]
 
 MAX_FLUSH_COUNTER_VALUE = 5
 """A row whose publish failed this many times is no longer picked (4.x value)."""
@@ -20,6 +20,18 @@ class EventStatus(enum.StrEnum):
     NEW = "new"
     PRODUCED = "produced"
     NOT_PRODUCED = "not_produced"
+
+
+def checked_status(new_status: object) -> EventStatus:
+    """``new_status`` as an :class:`EventStatus` (a member or its value); ``ValueError``
+    naming the allowed values otherwise."""
+    try:
+        return EventStatus(new_status)
+    except ValueError:
+        raise ValueError(
+            f"update_status: new_status must be one of {[s.value for s in EventStatus]}, "
+            f"got {new_status!r}"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,12 @@ from cqrs._internal.errors import ConfigurationError
 from cqrs._internal.generics import describe_type
 from cqrs._internal.messages.events import INotificationEvent
 from cqrs._internal.outbox.map import OutboxedEventMap, resolve_event
-from cqrs._internal.outbox.models import MAX_FLUSH_COUNTER_VALUE, EventStatus, OutboxedEvent
+from cqrs._internal.outbox.models import (
+    MAX_FLUSH_COUNTER_VALUE,
+    EventStatus,
+    OutboxedEvent,
+    checked_status,
+)
 from cqrs._internal.outbox.repository import OutboxedEventRepository
 from cqrs._internal.serialization.compress import Compressor
 from cqrs._internal.serialization.json import EventCodec, JsonEventSerializer
@@ -381,13 +386,7 @@ class SqlAlchemyOutboxedEventRepository(OutboxedEventRepository):
 
         Raises ``ValueError`` for a status that is not an ``EventStatus`` (or its value).
         """
-        try:
-            status = EventStatus(new_status)
-        except ValueError:
-            raise ValueError(
-                f"update_status: new_status must be one of {[s.value for s in EventStatus]}, "
-                f"got {new_status!r}"
-            ) from None
+        status = checked_status(new_status)
         if status is EventStatus.NOT_PRODUCED:
             await self._mark_failed([outboxed_event_id])
             return

@@ -40,6 +40,7 @@ from typing import Any, NamedTuple, TypeAlias
 from cqrs._internal._optional import require
 from cqrs._internal.errors import CQRSError
 from cqrs._internal.outbox.models import EventStatus
+from cqrs._internal.sql.tables import table_with_columns
 
 with require("sqlalchemy", extra="sqlalchemy", feature="cqrs outbox relay"):
     import sqlalchemy as sa
@@ -198,18 +199,13 @@ class OutboxClaims:
     """
 
     def __init__(self, database: Database, model: type[Any], *, max_attempts: int) -> None:
-        table = getattr(model, "__table__", None)
-        if not isinstance(table, sa.Table):
-            raise TypeError(
-                f"model must be a SQLAlchemy model of the outbox table (OutboxModel, or a class "
-                f"made with rebind_outbox_model or OutboxMixin), got {model!r}"
-            )
-        missing = [name for name in RELAY_COLUMNS if name not in table.c]
-        if missing:
-            raise TypeError(
-                f"{model.__name__} (table {table.name!r}) lacks the relay's columns "
-                f"{', '.join(missing)}; build it from OutboxMixin (or rebind_outbox_model)"
-            )
+        table = table_with_columns(
+            model,
+            RELAY_COLUMNS,
+            kind="a SQLAlchemy model of the outbox table (OutboxModel, or a class made with "
+            "rebind_outbox_model or OutboxMixin)",
+            build="build it from OutboxMixin (or rebind_outbox_model)",
+        )
         self.table = table
         self.max_attempts = max_attempts
         self._engine: AsyncEngine | None = None
