@@ -1,5 +1,6 @@
 """The exception tree of cqrs."""
 
+from cqrs._internal.brokers.delivery import DeliveryLostError as DeliveryLostError
 from cqrs._internal.brokers.delivery import DeliverySettledError as DeliverySettledError
 from cqrs._internal.brokers.lifecycle import BrokerStateError as BrokerStateError
 from cqrs._internal.brokers.protocol import PublishError as PublishError
@@ -20,6 +21,7 @@ __all__ = [
     "CQRSError",
     "ConfigurationError",
     "ContainerError",
+    "DeliveryLostError",
     "DeliverySettledError",
     "DuplicateBindingError",
     "EventCycleError",

@@ -383,9 +383,7 @@ async def test_rows_leased_by_a_relay_or_given_up_are_not_handed_out(db: Db) -> 
         assert [o.id for o in await db.repo(session).get_many()] == [expired, free]
 
 
-async def test_two_loops_at_once_get_disjoint_rows(db: Db) -> None:
-    if db.kind == "sqlite":
-        pytest.skip("SQLite has no row locks: two readers see the same rows (the relay leases)")
+async def test_two_loops_at_once_get_disjoint_rows_where_rows_lock(db: Db) -> None:
     await add_committed(db, *(placed(f"C-{n}") for n in range(30)))
     async with db.sessions() as one, db.sessions() as two, db.sessions() as three:
         first = await db.repo(one).get_many(10)
@@ -394,6 +392,11 @@ async def test_two_loops_at_once_get_disjoint_rows(db: Db) -> None:
         for session in (one, two, three):
             await session.rollback()
     ids = [o.id for o in first + second + third]
+    if db.kind == "sqlite":
+        # no row locks: two loops see the same rows, as docs/outbox.md says (one EventProducer
+        # loop per SQLite file; OutboxRelay's leases serve several relays there too)
+        assert [o.id for o in first] == [o.id for o in second] == [o.id for o in third][:10]
+        return
     assert len(ids) == 30
     assert len(set(ids)) == 30
 

@@ -24,6 +24,7 @@ from typing import Protocol, Self, runtime_checkable
 
 from cqrs._internal.brokers.lifecycle import BrokerStateError
 from cqrs._internal.brokers.protocol import Message
+from cqrs._internal.errors import CQRSError
 
 __all__ = [
     "DEAD_LETTER_REASON_HEADER",
@@ -31,6 +32,7 @@ __all__ = [
     "ORIGINAL_TOPIC_HEADER",
     "ConsumableBroker",
     "Delivery",
+    "DeliveryLostError",
     "DeliverySettledError",
     "Subscription",
     "dead_letter_topic",
@@ -56,6 +58,12 @@ class DeliverySettledError(BrokerStateError):
     the broker and will be delivered again)."""
 
 
+class DeliveryLostError(CQRSError, ConnectionError):
+    """A settlement could not reach the broker: the connection or channel the message came
+    on is gone (a broker restart, a network cut). Nothing is lost: the broker delivers the
+    message again, on the next connection."""
+
+
 @runtime_checkable
 class Delivery(Protocol):
     """One received message, waiting to be settled (see the module docstring)."""
@@ -73,7 +81,8 @@ class Delivery(Protocol):
         ...
 
     async def ack(self) -> None:
-        """Settle as done. Raises :class:`DeliverySettledError` when already settled."""
+        """Settle as done. Raises :class:`DeliverySettledError` when already settled, and
+        :class:`DeliveryLostError` (RabbitMQ) when the message's channel is gone."""
         ...
 
     async def nack(self, requeue: bool = True) -> None:

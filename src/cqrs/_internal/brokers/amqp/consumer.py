@@ -15,8 +15,9 @@ channel, and RabbitMQ returns every unacked message to the queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -27,6 +28,7 @@ from cqrs._internal.brokers.amqp.topology import DEAD_LETTER_EXCHANGE, QueueOpti
 from cqrs._internal.brokers.delivery import (
     DEAD_LETTER_REASON_HEADER,
     ORIGINAL_TOPIC_HEADER,
+    DeliveryLostError,
     dead_letter_topic,
 )
 from cqrs._internal.brokers.lifecycle import BrokerStateError
@@ -36,6 +38,7 @@ from cqrs._internal.brokers.settle import claim
 
 with require("aio-pika", extra="rabbit", feature="cqrs.adapters.amqp"):
     import aio_pika
+    import aio_pika.exceptions
     from aio_pika.abc import (
         AbstractChannel,
         AbstractIncomingMessage,
@@ -276,9 +279,11 @@ class AMQPDelivery:
         self._settled = True
 
     async def ack(self) -> None:
-        """Settle as done (``basic.ack``)."""
+        """Settle as done (``basic.ack``). Raises :class:`DeliveryLostError` when the
+        channel the message came on is gone (RabbitMQ delivers it again)."""
         self._claim("ack")
-        await self._raw.ack()
+        async with _settling("ack", self._raw):
+            await self._raw.ack()
 
     async def nack(self, requeue: bool = True) -> None:
         """Return the message to the queue, or dead-letter it as ``"rejected"``.
@@ -292,17 +297,36 @@ class AMQPDelivery:
             return
         self._claim("nack")
         subscription = self._subscription
-        if subscription.counts_in_header:
-            await subscription.publish_retry(self._raw, self.attempt)
-            await self._raw.ack()
-            return
-        await self._raw.nack(requeue=True)
+        async with _settling("nack", self._raw):
+            if subscription.counts_in_header:
+                await subscription.publish_retry(self._raw, self.attempt)
+                await self._raw.ack()
+                return
+            await self._raw.nack(requeue=True)
 
     async def dead_letter(self, reason: str) -> None:
         """Publish the copy with ``reason`` to ``<queue>.dead-letter``, then ack."""
         self._claim("dead-letter")
         await self._subscription.publish_dead_letter(self._raw, reason)
-        await self._raw.ack()
+        async with _settling("dead-letter", self._raw):
+            await self._raw.ack()
+
+
+@contextlib.asynccontextmanager
+async def _settling(action: str, raw: AbstractIncomingMessage) -> AsyncGenerator[None]:
+    """Turn the client's errors for a channel or connection that is gone into
+    :class:`DeliveryLostError`; other errors pass unchanged."""
+    try:
+        yield
+    except (
+        aio_pika.exceptions.AMQPError,
+        aio_pika.exceptions.ChannelInvalidStateError,
+        ConnectionError,
+    ) as exc:
+        raise DeliveryLostError(
+            f"could not {action} message {raw.message_id or raw.delivery_tag}: the channel it "
+            f"came on is gone ({type(exc).__name__}: {exc}); RabbitMQ delivers it again"
+        ) from exc
 
 
 class AMQPConsumer:
