@@ -244,3 +244,8 @@ async def kill_mid_batch(
         if worker.stderr is not None:
             worker.stderr.close()
     assert worker.returncode == -signal.SIGKILL
+
+
+async def nothing_pending(relay: Any) -> bool:
+    """Whether ``relay``'s table has no row waiting to be published (a wait condition)."""
+    return bool((await relay.lag()).pending == 0)

@@ -23,6 +23,7 @@ from tests.integration.outbox.relay_support import (
     CountingBroker,
     Outbox,
     insert_orders,
+    nothing_pending,
     outbox,
     rows_of,
     status_counts,
@@ -43,12 +44,8 @@ async def drain(relay: OutboxRelay, what: str) -> None:
     """Run ``relay`` in the background until the table has nothing pending, then stop it."""
     async with relay:
         await wait_until_async(
-            lambda: _nothing_pending(relay), what, details=lambda: f"totals {relay.totals}"
+            lambda: nothing_pending(relay), what, details=lambda: f"totals {relay.totals}"
         )
-
-
-async def _nothing_pending(relay: OutboxRelay) -> bool:
-    return (await relay.lag()).pending == 0
 
 
 # -- failures --------------------------------------------------------------------------------
@@ -82,7 +79,7 @@ async def test_an_outage_gives_up_nothing_and_poison_rows_are_given_up(outbox: O
         broken.clear()
         relay.wake()
         await wait_until_async(
-            lambda: _nothing_pending(relay), "every row produced or given up", within=PATIENCE
+            lambda: nothing_pending(relay), "every row produced or given up", within=PATIENCE
         )
     assert during.pending == 300
     assert during.given_up == 0

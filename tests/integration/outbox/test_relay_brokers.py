@@ -23,7 +23,13 @@ from typing import Any
 import pytest
 
 from cqrs._internal.outbox.relay import OutboxLag, OutboxRelay
-from tests.integration.outbox.relay_support import Outbox, insert_orders, outbox, status_counts
+from tests.integration.outbox.relay_support import (
+    Outbox,
+    insert_orders,
+    nothing_pending,
+    outbox,
+    status_counts,
+)
 from tests.sql_support import DATABASES, unique_name
 from tests.support import LONG_TEST_TIMEOUT, PATIENCE, free_port, listening, wait_until_async
 from tests.tcp_proxy import TcpProxy
@@ -80,7 +86,7 @@ async def relay_through_a_cut(
                 within=PATIENCE * 2,
                 details=lambda: f"{len(seen)} consumed; relay {relay.totals}",
             )
-            await wait_until_async(lambda: _nothing_pending(relay), "every row settled")
+            await wait_until_async(lambda: nothing_pending(relay), "every row settled")
     finally:
         await subscription.close()
         with contextlib.suppress(asyncio.CancelledError):
@@ -101,10 +107,6 @@ async def relay_through_a_cut(
             f"{relay.totals.deferred} rows put back in the outage, {relay.totals.retried} "
             f"retried, {relay.totals.lost_leases} lost leases"
         )
-
-
-async def _nothing_pending(relay: OutboxRelay) -> bool:
-    return (await relay.lag()).pending == 0
 
 
 # -- RabbitMQ on each database ----------------------------------------------------------------

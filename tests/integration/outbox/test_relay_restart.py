@@ -16,7 +16,13 @@ import pytest
 from cqrs._internal.outbox.relay import OutboxRelay
 from tests.integration.brokers.conftest import QueueJanitor, janitor, rabbit_up
 from tests.integration.brokers.test_rabbitmq_faults import rabbitmqctl_available, restart_rabbitmq
-from tests.integration.outbox.relay_support import Outbox, insert_orders, outbox, status_counts
+from tests.integration.outbox.relay_support import (
+    Outbox,
+    insert_orders,
+    nothing_pending,
+    outbox,
+    status_counts,
+)
 from tests.support import LONG_TEST_TIMEOUT, PATIENCE, wait_until_async
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(LONG_TEST_TIMEOUT)]
@@ -76,7 +82,7 @@ async def test_a_rabbitmq_restart_mid_relay_loses_nothing(
                     details=lambda: f"{len(seen)} consumed; relay {relay.totals}",
                 )
                 await wait_until_async(
-                    lambda: _nothing_pending(relay), "every row settled", within=PATIENCE
+                    lambda: nothing_pending(relay), "every row settled", within=PATIENCE
                 )
         finally:
             await subscription.close()
@@ -93,7 +99,3 @@ async def test_a_rabbitmq_restart_mid_relay_loses_nothing(
             f"{duplicates} delivered twice ({failed_acks} acks lost with the server); relay "
             f"{relay.totals.deferred} rows put back, {relay.totals.retried} retried"
         )
-
-
-async def _nothing_pending(relay: OutboxRelay) -> bool:
-    return (await relay.lag()).pending == 0

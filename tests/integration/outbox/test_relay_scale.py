@@ -21,6 +21,7 @@ from tests.integration.outbox.relay_support import (
     insert_orders,
     kill_mid_batch,
     logged_ids,
+    nothing_pending,
     outbox,
     relay_process,
     rows_of,
@@ -61,7 +62,7 @@ async def test_a_relay_killed_mid_batch_loses_nothing(
     relay = OutboxRelay(outbox.engine, broker, model=outbox.model, poll_interval=0.05)
     async with relay:  # the dead relay's rows come back once its lease ran out
         await wait_until_async(
-            lambda: _nothing_pending(relay), "every row produced", details=lambda: str(relay.totals)
+            lambda: nothing_pending(relay), "every row produced", details=lambda: str(relay.totals)
         )
     after = broker.confirmed
     assert set(before) | set(after) == set(ids)  # zero lost
@@ -75,10 +76,6 @@ async def test_a_relay_killed_mid_batch_loses_nothing(
             f"\n{outbox.kind}: relay killed after {len(before)} of 1,000 published, "
             f"{len(in_flight)} rows claimed and unsettled, {len(twice)} published twice, 0 lost"
         )
-
-
-async def _nothing_pending(relay: OutboxRelay) -> bool:
-    return (await relay.lag()).pending == 0
 
 
 @by_database
@@ -96,7 +93,7 @@ async def test_three_relays_at_once_publish_no_row_twice(
     try:
         async with relays[0], relays[1], relays[2]:
             await wait_until_async(
-                lambda: _nothing_pending(relays[0]),
+                lambda: nothing_pending(relays[0]),
                 f"{count} rows produced by three relays",
                 details=lambda: str([relay.totals for relay in relays]),
             )

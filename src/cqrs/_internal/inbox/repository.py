@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from cqrs._internal.clock import utc_now
 from cqrs._internal.errors import CQRSError
 
 __all__ = [
@@ -90,11 +91,6 @@ class Inbox(Protocol):
         """Forget the records received before ``before`` (naive UTC) for every consumer and
         return how many. An event redelivered after its record is purged runs again."""
         ...
-
-
-def utc_now() -> datetime.datetime:
-    """The current time, naive UTC."""
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
 def checked_consumer(consumer: object) -> str:

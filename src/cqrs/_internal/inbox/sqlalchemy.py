@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from cqrs._internal._optional import require
+from cqrs._internal.clock import naive_utc
 from cqrs._internal.inbox.repository import (
     DEFAULT_CONSUMER,
     MAX_NAME_LENGTH,
@@ -299,8 +300,7 @@ class SqlAlchemyInbox:
         """Delete the records received before ``before`` (naive UTC), for every consumer of
         the table, and return how many. An event redelivered after its record is gone runs
         again: keep records longer than any redelivery can take."""
-        if before.tzinfo is not None:
-            before = before.astimezone(datetime.UTC).replace(tzinfo=None)
+        before = naive_utc(before)
         async with self._factory() as session:
             done: Any = await session.execute(
                 sa.delete(self._table).where(self._table.c.received_at < before)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from cqrs._internal._optional import require
+from cqrs._internal.clock import naive_utc, utc_now
 from cqrs._internal.errors import ConfigurationError
 from cqrs._internal.generics import describe_type
 from cqrs._internal.messages.events import INotificationEvent
@@ -166,17 +167,6 @@ def default_retry_delay(failures: int) -> float:
     return float(min(2 ** (failures - 1), 60))
 
 
-def utc_now() -> datetime.datetime:
-    """Now in UTC without a time zone: the clock of the lease columns."""
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-
-
-def _naive_utc(moment: datetime.datetime) -> datetime.datetime:
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(datetime.UTC).replace(tzinfo=None)
-
-
 def _supports_skip_locked(dialect: sa.Dialect) -> bool:
     """``FOR UPDATE SKIP LOCKED``: PostgreSQL 9.5+, MariaDB 10.6+, MySQL 8.0.1+."""
     version: tuple[Any, ...] = tuple(getattr(dialect, "server_version_info", None) or ())
@@ -273,7 +263,7 @@ class SqlAlchemyOutboxedEventRepository(OutboxedEventRepository):
                 event_id=event_id,
                 event_id_bin=event_id.bytes,
                 event_name=event.event_name,
-                created_at=_naive_utc(event.event_timestamp),
+                created_at=naive_utc(event.event_timestamp),
                 payload=payload,
                 topic=event.topic,
             )

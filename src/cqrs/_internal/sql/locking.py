@@ -38,6 +38,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, NamedTuple, TypeAlias
 
 from cqrs._internal._optional import require
+from cqrs._internal.clock import utc_now
 from cqrs._internal.errors import CQRSError
 from cqrs._internal.outbox.models import EventStatus
 from cqrs._internal.sql.tables import table_with_columns
@@ -127,11 +128,6 @@ class LagFigures:
     retrying: int
     oldest_created_at: datetime.datetime | None
     given_up: int
-
-
-def utc_now() -> datetime.datetime:
-    """Now, as naive UTC (how the relay's times are stored)."""
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
 def engine_for_url(url: str) -> AsyncEngine:
