@@ -1,13 +1,15 @@
 """10,000 outbox rows relayed to a real broker whose connection is cut part-way: zero lost.
 
-The relay reaches the broker through a :class:`~tests.tcp_proxy.TcpProxy`; once a third of
-the events were consumed the proxy cuts every connection and refuses new ones for a few
-seconds. Publishes in flight then fail (the publishers' confirm timeouts are shorter than the
-cut), the relay puts their rows back without counting attempts and pauses, and resumes once
-the broker is back. A consumer beside it (not through the proxy) counts every delivery by
-message id (the event id). RabbitMQ runs on SQLite, PostgreSQL and MariaDB; NATS, Redis and
-the Kafka-protocol broker once each, on SQLite. Delivery is at least once: duplicates are
-allowed and reported, losses are not, and no row may be given up.
+The relay reaches the broker through a :class:`~tests.tcp_proxy.TcpProxy`. Two thirds of
+the rows are written up front; once the relay produced a third, the proxy cuts every
+connection and refuses new ones, and the last third is written then, so the relay has rows
+to publish during the outage however far it got (under load it can relay everything before
+a slow consumer catches up). Publishes in flight fail (the publishers' confirm timeouts are
+shorter than the cut), the relay puts their rows back without counting attempts and pauses,
+and resumes once the broker is back. A consumer beside it (not through the proxy) counts
+every delivery by message id (the event id). RabbitMQ runs on SQLite, PostgreSQL and
+MariaDB; NATS, Redis and the Kafka-protocol broker once each, on SQLite. Delivery is at least
+once: duplicates are allowed and reported, losses are not, and no row may be given up.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ async def relay_through_a_cut(
     label: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    ids = await insert_orders(outbox.engine, outbox.model, EVENTS, topic)
+    up_front = EVENTS * 2 // 3
+    ids = await insert_orders(outbox.engine, outbox.model, up_front, topic)
     seen: collections.Counter[uuid.UUID] = collections.Counter()
     consuming = asyncio.create_task(consume(subscription, seen))
     relay = OutboxRelay(
@@ -68,10 +71,14 @@ async def relay_through_a_cut(
     lag_during: OutboxLag | None = None
     try:
         async with relay:
-            await wait_until_async(lambda: len(seen) >= EVENTS // 3, "a third consumed")
-            consumed_before = len(seen)
+            await wait_until_async(lambda: relay.totals.produced >= EVENTS // 3, "a third produced")
+            produced_before = relay.totals.produced
             cut = proxy.refuse()
             try:
+                ids |= await insert_orders(
+                    outbox.engine, outbox.model, EVENTS - up_front, topic, start=up_front
+                )
+                relay.wake()
                 await wait_until_async(
                     lambda: relay.totals.deferred > 0, "the relay to notice the outage"
                 )
@@ -102,8 +109,8 @@ async def relay_through_a_cut(
     duplicates = sum(seen.values()) - EVENTS
     with capsys.disabled():
         print(
-            f"\n{label} on {outbox.kind}: connections cut for {CUT:g} s after {consumed_before} "
-            f"of {EVENTS} consumed: 0 lost, {duplicates} delivered twice (at least once); relay "
+            f"\n{label} on {outbox.kind}: connections cut for {CUT:g} s after {produced_before} "
+            f"of {EVENTS} produced: 0 lost, {duplicates} delivered twice (at least once); relay "
             f"{relay.totals.deferred} rows put back in the outage, {relay.totals.retried} "
             f"retried, {relay.totals.lost_leases} lost leases"
         )
