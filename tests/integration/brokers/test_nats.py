@@ -14,6 +14,7 @@ import pytest
 
 from cqrs._internal.brokers.delivery import DEAD_LETTER_REASON_HEADER, dead_letter_topic
 from cqrs.consumers import Backoff, EventConsumer
+from cqrs.errors import DeliveryLostError
 from cqrs.message_brokers.nats import (
     NatsConsumerOptions,
     NatsJetStreamBroker,
@@ -237,6 +238,36 @@ async def test_closing_returns_the_messages_not_yet_taken_too(streams: StreamJan
     # the nine were pulled ahead (attempt 2) unless the pull had not reached them yet when
     # the subscription closed, as on a loaded machine (attempt 1): never lost, never held
     assert {attempts[m.message_id] for m in messages[1:]} <= {1, 2}
+
+
+async def test_settling_after_the_connection_closed_raises_delivery_lost(
+    streams: StreamJanitor,
+) -> None:
+    """A delivery held while the connection is closed under it cannot be settled:
+    ``DeliveryLostError`` (a ``ConnectionError``), not nats-py's own error; a new connection
+    gets the message again."""
+    options = streams.options()
+    consumer = NatsConsumerOptions(ack_wait=1.0)
+    name = topic()
+    [message] = order_messages(1, name)
+    async with NatsJetStreamBroker(NATS_URL, stream=options, consumer=consumer) as broker:
+        await broker.send_message(message)
+        subscription = await broker.subscribe(name, prefetch=1)
+        async with asyncio.timeout(PATIENCE):
+            held = await anext(subscription)
+        await broker.client.close()
+        with pytest.raises(DeliveryLostError, match="delivers it again after ack_wait"):
+            await held.ack()
+        assert isinstance(DeliveryLostError("x"), ConnectionError)
+        await subscription.close()
+    async with NatsJetStreamBroker(NATS_URL, stream=options, consumer=consumer) as broker:
+        again = await broker.subscribe(name, prefetch=1)
+        async with asyncio.timeout(PATIENCE):
+            delivery = await anext(again)
+        assert delivery.message.message_id == message.message_id
+        assert delivery.attempt == 2
+        await delivery.ack()
+        await again.close()
 
 
 async def test_a_delayed_nack_comes_back_after_what_was_published_meanwhile(

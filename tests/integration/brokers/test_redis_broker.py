@@ -25,6 +25,7 @@ from cqrs._internal.brokers.delivery import (
     dead_letter_topic,
 )
 from cqrs.consumers import Backoff, EventConsumer
+from cqrs.errors import DeliveryLostError
 from cqrs.message_brokers.redis import (
     RedisMessageBroker,
     RedisPublishError,
@@ -215,6 +216,41 @@ async def test_concurrent_publishes_share_round_trips_in_order(prefix: str, clie
     assert ids == [str(m.message_id).encode() for m in [*messages, *messages[:10]]]
 
 
+async def test_send_messages_stores_each_once_in_order_in_one_pipeline(
+    prefix: str, client: Any
+) -> None:
+    messages = order_messages(300, TOPIC)
+    async with broker(prefix) as redis_broker:
+        pipelines = 0
+        make_pipeline = redis_broker.client.pipeline
+
+        def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+            nonlocal pipelines
+            pipelines += 1
+            return make_pipeline(*args, **kwargs)
+
+        redis_broker.client.pipeline = counting_pipeline
+        tasks_before = len(asyncio.all_tasks())
+        await redis_broker.send_messages(messages)
+        assert len(asyncio.all_tasks()) == tasks_before
+    assert pipelines == 1
+    ids = [f[b"id"] for _, f in await client.xrange(prefix + TOPIC)]
+    assert ids == [str(m.message_id).encode() for m in messages]
+
+
+async def test_send_messages_says_how_many_were_not_stored(prefix: str, client: Any) -> None:
+    """Messages for a key that is not a stream are refused; the others are stored."""
+    await client.set(prefix + "taken", "not a stream")
+    good = order_messages(5, TOPIC)
+    bad = order_messages(2, "taken")
+    async with broker(prefix) as redis_broker:
+        with pytest.raises(RedisPublishError, match=r"^2 of 7 messages were not stored") as info:
+            await redis_broker.send_messages([good[0], bad[0], *good[1:4], bad[1], good[4]])
+    assert "WRONGTYPE" in str(info.value)
+    ids = [f[b"id"] for _, f in await client.xrange(prefix + TOPIC)]
+    assert ids == [str(m.message_id).encode() for m in good]
+
+
 # --- failures of publishing -----------------------------------------------------------------
 
 
@@ -274,6 +310,46 @@ async def test_a_lost_ack_reply_is_retried_and_the_message_not_delivered_again(
         delivery = await next_delivery(again)
         assert delivery.message.message_id == sentinel.message_id
         await delivery.ack()
+
+
+async def test_acks_go_out_in_the_background_and_a_lost_one_comes_again(
+    prefix: str, client: Any
+) -> None:
+    """``ack()`` returns before the XACK reached Redis; while Redis is out for longer than
+    ``settle_timeout`` the XACK fails: counted, reported by ``commit()``, and the message is
+    delivered again once it is idle (to any subscription of the group)."""
+    claim_idle = 1.0
+    messages = order_messages(3, TOPIC)
+    async with TcpProxy(REDIS_PORT) as proxy:
+        settle = 1.0
+        options = StreamOptions(prefix=prefix, claim_idle=claim_idle)
+        proxied = RedisMessageBroker.from_url(proxy.url(), options=options, confirm_timeout=settle)
+        async with proxied, broker(prefix, claim_idle=claim_idle) as direct:
+            await direct.send_messages(messages)
+            subscription = await proxied.subscribe(TOPIC, prefetch=3)
+            first, second, third = [await next_delivery(subscription) for _ in range(3)]
+            await first.ack()
+            await subscription.commit()  # reached Redis
+            assert await pending(client, prefix + TOPIC) == 2
+            proxy.refuse()
+            await second.ack()  # returns at once, Redis or not
+            with pytest.raises(DeliveryLostError, match="delivered again after claim_idle"):
+                await subscription.commit()
+            assert subscription.ack_failures == 1
+            await subscription.commit()  # the failure was reported once
+            proxy.accept()
+            await third.ack()
+            await subscription.commit()
+            assert subscription.ack_failures == 1
+            assert await pending(client, prefix + TOPIC) == 1  # the lost ack's message
+            await subscription.close()  # returns it, if it took it back already
+            again = await direct.subscribe(TOPIC, prefetch=3)
+            redelivered = await next_delivery(again)
+            assert redelivered.message.message_id == messages[1].message_id
+            assert redelivered.attempt >= 2
+            await redelivered.ack()
+            await again.close()
+    assert await pending(client, prefix + TOPIC) == 0
 
 
 # --- consuming ------------------------------------------------------------------------------

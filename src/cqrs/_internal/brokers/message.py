@@ -105,6 +105,10 @@ def received_message(
     transport's type name, else the 4.x ``event_name`` header, else ``""``. Header values
     are kept as text (bytes decoded as UTF-8).
     """
+    if not headers and name and message_id:  # the common case: our own publishers' messages
+        parsed = _uuid(message_id)
+        if parsed is not None:
+            return Message(name, topic, body, parsed, body, content_type, None)
     text_headers = {key: _text(value) for key, value in (headers or {}).items()}
     return Message(
         message_name=name or text_headers.get(EVENT_NAME_HEADER, ""),

@@ -175,8 +175,12 @@ class MessagePolicy(Generic[D]):
         except Exception as exc:
             await self._failed(delivery, exc)
             return
-        if await self._settle(delivery, "ack", delivery.ack()):
-            self.stats.acked += 1
+        try:  # not through _settle: one coroutine less on the path every message takes
+            await delivery.ack()
+        except Exception as exc:
+            self._refused(delivery, "ack", exc)
+            return
+        self.stats.acked += 1
 
     async def _failed(self, delivery: D, exc: Exception) -> None:
         attempt = delivery.attempt
@@ -236,14 +240,17 @@ class MessagePolicy(Generic[D]):
         try:
             await settling
         except Exception as exc:
-            self.stats.settle_failures += 1
-            self._logger.warning(
-                "Could not %s message %s (%s: %s); %s",
-                action,
-                delivery.message.message_id,
-                type(exc).__name__,
-                exc,
-                self._redelivery,
-            )
+            self._refused(delivery, action, exc)
             return False
         return True
+
+    def _refused(self, delivery: D, action: str, exc: Exception) -> None:
+        self.stats.settle_failures += 1
+        self._logger.warning(
+            "Could not %s message %s (%s: %s); %s",
+            action,
+            delivery.message.message_id,
+            type(exc).__name__,
+            exc,
+            self._redelivery,
+        )

@@ -10,11 +10,15 @@ schema, unknown event name) is dead-lettered at once (the policy is ``policy.py`
 the FastStream adapter). The runner never crashes on bad input and never
 settles a message it did not finish: on stop, unfinished deliveries stay unsettled and the
 broker delivers them again.
+
+The work is done by ``concurrency`` long-lived worker tasks, not a task per message: each
+reads the next delivery when no other worker is reading, then handles it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable
 
@@ -70,9 +74,11 @@ class EventConsumer:
         self.stats = self._policy.stats
         self._concurrency = concurrency
         self._stopping = False
-        self._intake: asyncio.Task[None] | None = None
-        self._intake_waiting = False
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._reading = False
+        self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._reader: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._intake_over: asyncio.Future[None] | None = None
         self._finished: asyncio.Future[None] | None = None
         self._grace: float | None = None
 
@@ -90,14 +96,14 @@ class EventConsumer:
         """
         if self._finished is not None:
             raise RuntimeError("Cannot run an EventConsumer twice; create a new one.")
-        self._finished = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._finished = loop.create_future()
+        self._intake_over = loop.create_future()
         try:
-            self._intake = asyncio.current_task()
             await self._consume()
         finally:
-            self._intake = None
             try:
-                await self._cancel_inflight()
+                await self._cancel_workers()
             finally:
                 await self._subscription.close()
                 if not self._finished.done():
@@ -119,18 +125,86 @@ class EventConsumer:
         self._stopping = True
         if self._finished is None:
             return
-        intake = self._intake
-        if intake is not None and self._intake_waiting:
-            intake.cancel(_STOP)
+        reader = self._reader
+        if reader is not None:
+            reader.cancel(_STOP)
+        self._end_intake(None)  # also when every worker is busy handling
         await asyncio.shield(self._finished)
 
-    # -- intake ------------------------------------------------------------------------------
+    # -- the workers -----------------------------------------------------------------------
+    #
+    # ``concurrency`` worker tasks, each taking the next delivery (one reader at a time, see
+    # ``_take``) and handling it: no task per message. The first worker to find the intake
+    # over (stop, or the end of the subscription) resolves ``_intake_over``; a worker whose
+    # read raised resolves it with the error.
+
+    async def _consume(self) -> None:
+        assert self._intake_over is not None
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"cqrs consumer worker {n}")
+            for n in range(self._concurrency)
+        ]
+        await self._intake_over
+        running = [worker for worker in self._workers if not worker.done()]
+        if running:
+            await asyncio.wait(running, timeout=self._grace)
+
+    async def _work(self) -> None:
+        handle = self._policy.handle
+        while True:
+            try:
+                delivery = await self._take()
+            except asyncio.CancelledError:
+                self._end_intake(None)
+                raise
+            except Exception as exc:  # the subscription failed: run() raises it
+                self._end_intake(exc)
+                return
+            if delivery is None:
+                self._end_intake(None)
+                return
+            try:
+                await handle(delivery)
+            except Exception:  # a bug beyond the policy's reach; the message stays unsettled
+                logger.exception("Handling a delivery failed unexpectedly; it is not settled.")
+
+    async def _take(self) -> Delivery | None:
+        """Read the next delivery when no other worker is reading, else wait for a turn.
+
+        Not a fair lock on purpose: a worker that finished its message reads the next one
+        at once when the reader is free, without a round through the event loop; a worker
+        that got a delivery hands the reading to one idle worker, so the buffered messages
+        spread over the pool."""
+        idle = self._idle
+        while self._reading:
+            turn = asyncio.get_running_loop().create_future()
+            idle.append(turn)
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():
+                    self._pass_turn()  # it was given this turn: give it on
+                raise
+        self._reading = True
+        try:
+            return await self._next()
+        finally:
+            self._reading = False
+            self._pass_turn()
+
+    def _pass_turn(self) -> None:
+        idle = self._idle
+        while idle:
+            turn = idle.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
 
     async def _next(self) -> Delivery | None:
         """The next delivery, or ``None`` when stopping or the subscription ended."""
-        if self._stopping:
+        if self._stopping or self._intake_over is None or self._intake_over.done():
             return None
-        self._intake_waiting = True
+        self._reader = asyncio.current_task()
         try:
             return await anext(self._subscription)
         except StopAsyncIteration:
@@ -141,38 +215,22 @@ class EventConsumer:
                 return None
             raise
         finally:
-            self._intake_waiting = False
+            self._reader = None
 
-    async def _consume(self) -> None:
-        slots = asyncio.Semaphore(self._concurrency)
-        inflight = self._inflight
-        while True:
-            self._intake_waiting = True
-            try:
-                await slots.acquire()
-            except asyncio.CancelledError as exc:
-                if _is_stop(exc):
-                    _uncancel()
-                    break
-                raise
-            finally:
-                self._intake_waiting = False
-            delivery = await self._next()
-            if delivery is None:
-                slots.release()
-                break
-            task = asyncio.create_task(self._policy.handle(delivery))
-            inflight.add(task)
-            task.add_done_callback(inflight.discard)
-            task.add_done_callback(lambda _: slots.release())
-        if inflight:
-            await asyncio.wait(set(inflight), timeout=self._grace)
+    def _end_intake(self, error: BaseException | None) -> None:
+        over = self._intake_over
+        if over is None or over.done():
+            return
+        if error is None or isinstance(error, asyncio.CancelledError):
+            over.set_result(None)
+        else:
+            over.set_exception(error)
 
-    async def _cancel_inflight(self) -> None:
-        """Cancel what still runs (its deliveries stay unsettled) and wait for it."""
-        pending = set(self._inflight)
-        for task in pending:
-            task.cancel()
+    async def _cancel_workers(self) -> None:
+        """Cancel the workers still running (their deliveries stay unsettled) and wait."""
+        pending = [worker for worker in self._workers if not worker.done()]
+        for worker in pending:
+            worker.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 

@@ -138,6 +138,15 @@ def record_message(value: bytes | None, headers: Mapping[str, bytes], topic: str
     """The :class:`Message` of a record read from ``topic`` (the subscribed topic, also for
     retry copies): id, name and content type from the transport headers; the other headers
     as text."""
+    if len(headers) == 2:  # the common case: our publishers' id and name, nothing else
+        message_id, name = headers.get(MESSAGE_ID_HEADER), headers.get(MESSAGE_NAME_HEADER)
+        if message_id is not None and name is not None:
+            return received_message(
+                value or b"",
+                topic=topic,
+                message_id=message_id.decode("utf-8", "replace"),
+                name=name.decode("utf-8", "replace"),
+            )
     return received_message(
         value or b"",
         topic=topic,

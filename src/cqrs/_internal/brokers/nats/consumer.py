@@ -35,7 +35,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from cqrs._internal._optional import require
-from cqrs._internal.brokers.delivery import dead_letter_topic
+from cqrs._internal.brokers.delivery import DeliveryLostError, dead_letter_topic
 from cqrs._internal.brokers.nats.topology import Topology
 from cqrs._internal.brokers.nats.wire import dead_letter_headers, received
 from cqrs._internal.brokers.protocol import Message
@@ -441,10 +441,14 @@ class NatsDelivery:
         self._settled = True
 
     async def ack(self) -> None:
-        """Settle as done (``+ACK``)."""
+        """Settle as done (``+ACK``). Raises :class:`~cqrs.errors.DeliveryLostError` when
+        the connection is closed (JetStream delivers the message again after ``ack_wait``)
+        and ``DeliverySettledError`` when already settled."""
         self._claim("ack")
         try:
             await self._raw.ack()
+        except (NatsError, OSError) as exc:
+            raise self._lost("ack", exc) from exc
         finally:
             self._subscription.settled(self)
 
@@ -457,8 +461,17 @@ class NatsDelivery:
         self._claim("nack")
         try:
             await self._raw.nak(delay=delay)
+        except (NatsError, OSError) as exc:
+            raise self._lost("nack", exc) from exc
         finally:
             self._subscription.settled(self)
+
+    def _lost(self, action: str, exc: BaseException) -> DeliveryLostError:
+        return DeliveryLostError(
+            f"Could not {action} message {self.message.message_id}: the connection to NATS "
+            f"is gone ({type(exc).__name__}: {exc}); JetStream delivers it again after "
+            "ack_wait."
+        )
 
     async def dead_letter(self, reason: str) -> None:
         """Publish the copy with ``reason`` to the dead-letter subject, then ``+TERM``.

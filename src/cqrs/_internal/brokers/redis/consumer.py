@@ -10,7 +10,11 @@ handler keeps its message.
 
 Settling:
 
-* ``ack()``: ``XACK``; concurrent acks share one command (group commit);
+* ``ack()``: returns at once; the ``XACK`` goes out in the background, the acks made
+  meanwhile in the same command. A failed ``XACK`` (Redis unreachable for
+  ``settle_timeout``) is counted in ``ack_failures`` and logged: the message stays pending
+  and is delivered again after ``claim_idle``. :meth:`RedisSubscription.commit` waits for
+  the acks made so far and raises such a failure; ``close()`` waits for them too;
 * ``nack(requeue=True)``: the message is claimed again by this consumer, which counts one
   more delivery, and goes to the head of the buffer (its ``attempt`` grows by one);
 * ``dead_letter(reason)`` (and ``nack(requeue=False)``, reason ``"rejected"``): one script
@@ -47,10 +51,10 @@ from cqrs._internal.backoff import Backoff
 from cqrs._internal.brokers.delivery import (
     DEAD_LETTER_REASON_HEADER,
     ORIGINAL_TOPIC_HEADER,
+    DeliveryLostError,
     dead_letter_topic,
 )
 from cqrs._internal.brokers.protocol import Message
-from cqrs._internal.brokers.redis.batching import GroupCommit
 from cqrs._internal.brokers.redis.connection import is_no_group, retryable
 from cqrs._internal.brokers.redis.options import StreamOptions
 from cqrs._internal.brokers.redis.scripts import (
@@ -77,6 +81,9 @@ MAX_BLOCK = 2.0
 SWEEP_AFTER = 60.0
 """Consumers of a group idle for this long (or ``10 * claim_idle``, if longer) and holding
 nothing are deleted when a subscription starts."""
+
+_ACK_BATCH = 1000
+"""Message ids one ``XACK`` carries at most."""
 
 RELEASE_TIMEOUT = 5.0
 """Seconds a closing subscription tries to return its messages (if Redis does not answer,
@@ -163,9 +170,9 @@ class RedisSubscription:
         self._tasks: list[asyncio.Task[None]] = []
         self._cursor = b"0-0"
         self._next_claim = 0.0
-        self._acks: GroupCommit[bytes, None] = GroupCommit(
-            self._ack_batch, max_batch=1000, name=f"cqrs redis ack {topic}"
-        )
+        self._acks_queued: list[bytes] = []
+        self._acker: asyncio.Task[None] | None = None
+        self._ack_error: BaseException | None = None
         self._claim: Any = client.register_script(CLAIM)
         self._renew: Any = client.register_script(RENEW)
         self._requeue: Any = client.register_script(REQUEUE)
@@ -176,6 +183,7 @@ class RedisSubscription:
         self.leases_lost = 0
         self.groups_recreated = 0
         self.dead_lettered_at_limit = 0
+        self.ack_failures = 0
 
     @property
     def topic(self) -> str:
@@ -246,8 +254,8 @@ class RedisSubscription:
         await _cancel(tasks)
         try:
             async with asyncio.timeout(self._settle_timeout):
+                await self._acks_sent()
                 await self._quiet.wait()
-                await self._acks.drain()
         except TimeoutError:
             logger.warning("closing %s: settlements still running were abandoned", self._key)
         if self._on_close is not None:
@@ -502,20 +510,62 @@ class RedisSubscription:
             self._quiet.set()
         self._room.set()
 
-    async def ack(self, delivery: RedisDelivery) -> None:
-        """``XACK`` the delivery's message (with the acks of other deliveries)."""
+    def ack(self, delivery: RedisDelivery) -> None:
+        """Queue the ``XACK`` of the delivery's message; it is sent in the background with
+        the other acks queued meanwhile (see the module docstring)."""
         self._take(delivery, "ack")
-        try:
-            await self._acks.submit(delivery.entry_id_bytes)
-        finally:
-            self._settled(delivery.entry_id_bytes)
+        self._acks_queued.append(delivery.entry_id_bytes)
+        if self._acker is None:
+            self._acker = asyncio.get_running_loop().create_task(
+                self._send_acks(), name=f"cqrs redis acks {self._key}"
+            )
 
-    async def _ack_batch(self, ids: list[bytes]) -> list[BaseException | None]:
+    async def _send_acks(self) -> None:
         try:
-            await self._retrying(lambda: self._client.xack(self._key, self.group, *ids))
-        except Exception as exc:
-            return [exc] * len(ids)
-        return [None] * len(ids)
+            while self._acks_queued:
+                ids, self._acks_queued = (
+                    self._acks_queued[:_ACK_BATCH],
+                    self._acks_queued[_ACK_BATCH:],
+                )
+                try:
+                    await self._retrying(
+                        lambda ids=ids: self._client.xack(self._key, self.group, *ids)
+                    )
+                except Exception as exc:  # the messages stay pending: delivered again
+                    self.ack_failures += len(ids)
+                    self._ack_error = exc
+                    logger.warning(
+                        "Acknowledging %d message(s) of %s failed (%s: %s); they are delivered "
+                        "again after claim_idle (%g s).",
+                        len(ids),
+                        self._key,
+                        type(exc).__name__,
+                        exc,
+                        self._options.claim_idle,
+                    )
+                finally:
+                    for entry_id in ids:
+                        self._settled(entry_id)
+        finally:
+            self._acker = None
+
+    async def _acks_sent(self) -> None:
+        while (acker := self._acker) is not None:
+            await asyncio.shield(acker)
+
+    async def commit(self) -> None:
+        """Wait until the acks made so far reached Redis. Raises
+        :class:`~cqrs.errors.DeliveryLostError` when an ``XACK`` failed since the last
+        ``commit()`` (Redis unreachable for ``settle_timeout``): those messages are delivered
+        again."""
+        await self._acks_sent()
+        error, self._ack_error = self._ack_error, None
+        if error is not None:
+            raise DeliveryLostError(
+                f"Acknowledgements on {self._key} did not reach Redis within settle_timeout "
+                f"({self._settle_timeout:g} s; {type(error).__name__}: {error}); those "
+                f"messages are delivered again after claim_idle ({self._options.claim_idle:g} s)."
+            ) from error
 
     async def requeue(self, delivery: RedisDelivery) -> None:
         """Deliver the message again (head of the buffer), one delivery more in Redis."""
@@ -633,10 +683,10 @@ class RedisDelivery:
         return self.entry.count
 
     async def ack(self) -> None:
-        """Settle as done (``XACK``). Raises ``DeliverySettledError`` when already settled,
-        and redis-py's connection error when Redis stayed unreachable for
-        ``settle_timeout`` (the message is then delivered again)."""
-        await self._subscription.ack(self)
+        """Settle as done: the ``XACK`` is sent in the background (a failure is counted in
+        the subscription's ``ack_failures``, and the message comes again; ``commit()``
+        reports it). Raises ``DeliverySettledError`` when already settled."""
+        self._subscription.ack(self)
 
     async def nack(self, requeue: bool = True) -> None:
         """Deliver again (``requeue=True``: attempt + 1), or dead-letter as ``"rejected"``."""

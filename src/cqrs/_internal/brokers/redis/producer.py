@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from cqrs._internal.backoff import Backoff
@@ -307,6 +308,36 @@ class RedisMessageBroker(BrokerLifecycle, MessageBroker):
                 f"Publishing message {wire_id(message)} to Redis at {self.url} failed "
                 f"({type(exc).__name__}: {exc})."
             ) from exc
+
+    async def send_messages(self, messages: Iterable[Message]) -> None:
+        """Add many messages: every one is queued for the pipeline before any reply is
+        awaited (no task per message), then all replies are awaited. Raises
+        :class:`RedisPublishError` saying how many were not stored once every other one
+        was, ``TypeError`` for a payload that is not JSON-encodable (before anything is
+        sent), ``BrokerStateError`` once the broker is closed. Cancelling it drops the
+        messages not sent yet; those sent may be stored."""
+        options = self.options
+        batch = [(options.key(message.topic), entry_fields(message)) for message in messages]
+        if self.state is not BrokerState.OPEN:
+            await self._ensure_open("publish")
+        publish = self.publisher.publish
+        futures = [publish(key, fields) for key, fields in batch]
+        failures: list[BaseException] = []
+        try:
+            for future in futures:
+                try:
+                    await future
+                except Exception as exc:
+                    failures.append(exc)
+        except asyncio.CancelledError:
+            for future in futures:
+                future.cancel()
+            raise
+        if failures:
+            raise RedisPublishError(
+                f"{len(failures)} of {len(batch)} messages were not stored in Redis at "
+                f"{self.url}; the first failure: {failures[0]}"
+            ) from failures[0]
 
     async def subscribe(
         self,

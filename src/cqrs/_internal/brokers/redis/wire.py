@@ -54,6 +54,15 @@ def entry_fields(message: Message) -> Fields:
 
 def entry_message(topic: str, fields: Mapping[bytes, bytes]) -> Message:
     """The :class:`Message` of an entry of ``topic`` (see the module docstring)."""
+    if len(fields) == 3:  # the common case: our publishers' id, name and body, nothing else
+        message_id, name, body = fields.get(ID), fields.get(NAME), fields.get(BODY)
+        if message_id is not None and name is not None and body is not None:
+            return received_message(
+                body,
+                topic=topic,
+                message_id=message_id.decode("utf-8", "replace"),
+                name=name.decode("utf-8", "replace"),
+            )
     headers: dict[str, bytes] = {}
     for key, value in fields.items():
         if key.startswith(HEADER_PREFIX):

@@ -1,0 +1,118 @@
+"""The runner's worker pool under random schedules: stop at any moment, handlers that yield,
+fail or block, subscriptions that make the reader wait. For each of 200 seeds, counted at the
+end: ``run`` returned, no task is left, never more than ``concurrency`` handlers ran at once,
+and every message was acked exactly once, dead-lettered, or is back on the queue (none lost,
+none acked twice). A second consumer then drains the queue: every order is handled, and
+only those handled but not acked before the stop are handled twice."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from typing import Any
+
+import pytest
+from pydantic_core import from_json
+
+from cqrs._internal.brokers.memory import MemoryDelivery, MemorySubscription
+from cqrs.consumers import Backoff, EventConsumer
+from cqrs.testing import InMemoryMessageBroker
+from tests.integration.brokers.support import OrderPlaced, Recorder, mediator_for, order_messages
+from tests.support import wait_until_async
+
+MESSAGES = 30
+SEEDS = range(200)
+
+
+class SlowSubscription(MemorySubscription):
+    """Makes the reader wait a random number of loop turns before each delivery."""
+
+    rng: random.Random
+
+    async def __anext__(self) -> MemoryDelivery:
+        for _ in range(self.rng.randrange(3)):
+            await asyncio.sleep(0)
+        return await super().__anext__()
+
+
+async def one_schedule(seed: int) -> None:
+    rng = random.Random(seed)
+    concurrency = rng.choice([1, 2, 3, 7])
+    name = f"orders-{uuid.uuid4().hex[:8]}"
+    tasks_before = asyncio.all_tasks()
+    async with InMemoryMessageBroker() as broker:
+        for message in order_messages(MESSAGES, name):
+            await broker.send_message(message)
+        gate = asyncio.Event()
+        running_now = 0
+        most = 0
+
+        async def behaviour(event: Any, call: int) -> None:
+            nonlocal running_now, most
+            running_now += 1
+            most = max(most, running_now)
+            try:
+                roll = rng.random()
+                if roll < 0.1:
+                    raise RuntimeError("handler failed")
+                if roll < 0.15:
+                    await gate.wait()  # never returns until the grace runs out
+                for _ in range(rng.randrange(4)):
+                    await asyncio.sleep(0)
+            finally:
+                running_now -= 1
+
+        recorder = Recorder(behaviour)
+        subscription = await broker.subscribe(name, prefetch=rng.choice([1, 4, 10]))
+        subscription.__class__ = SlowSubscription
+        assert isinstance(subscription, SlowSubscription)
+        subscription.rng = rng
+        consumer = EventConsumer(
+            subscription,
+            mediator_for(recorder),
+            OrderPlaced,
+            concurrency=concurrency,
+            max_attempts=3,
+            backoff=Backoff(initial=0.0),
+        )
+        running = asyncio.create_task(consumer.run())
+        for _ in range(rng.randrange(60)):
+            await asyncio.sleep(0)
+        stopping = asyncio.create_task(consumer.stop(grace=rng.choice([0, 0.001, 0.01])))
+        async with asyncio.timeout(30):  # a hang is the failure this test looks for
+            await stopping
+            await running
+        assert most <= concurrency
+        assert asyncio.all_tasks() - tasks_before == set()
+        stats = consumer.stats
+        handled_first = sum(recorder.handled.values())
+        # a handler that finished as the grace ran out is not acked: its message comes back
+        assert stats.acked <= handled_first
+        # every message acked once, dead-lettered, or waiting on the queue again
+        dead = broker.queued(f"{name}.dead-letter")
+        queued = broker.queued(name)
+        assert stats.acked + len(dead) + len(queued) == MESSAGES, (seed, stats)
+        assert stats.dead_lettered == len(dead)
+
+        gate.set()
+        again = Recorder()
+        second = EventConsumer(await broker.subscribe(name), mediator_for(again), OrderPlaced)
+        draining = asyncio.create_task(second.run())
+        await wait_until_async(lambda: not broker.queued(name), "the queue drained")
+        await wait_until_async(lambda: second.stats.acked == len(queued), "every ack")
+        await second.stop()
+        await draining
+        done = {order for order, count in recorder.handled.items() if count}
+        done |= {order for order, count in again.handled.items() if count}
+        dead_orders = {from_json(m.payload)["payload"]["order_id"] for m in dead}
+        assert done | dead_orders == set(range(MESSAGES)), seed
+        assert all(count == 1 for count in recorder.handled.values()), seed
+        twice = sum(again.handled.values()) + handled_first - len(done)
+        assert twice == handled_first - stats.acked, seed  # only the unacked come again
+
+
+@pytest.mark.parametrize("block", [SEEDS[:100], SEEDS[100:]], ids=["seeds 0-99", "seeds 100-199"])
+async def test_random_schedules_never_hang_lose_or_ack_twice(block: range) -> None:
+    for seed in block:
+        await one_schedule(seed)
