@@ -116,3 +116,43 @@ async def one_schedule(seed: int) -> None:
 async def test_random_schedules_never_hang_lose_or_ack_twice(block: range) -> None:
     for seed in block:
         await one_schedule(seed)
+
+
+async def test_handlers_that_wait_fill_every_worker_and_no_more() -> None:
+    """With handlers that wait (I/O), the reader hands on its turn: all ``concurrency``
+    workers get a message, never one more, and every message is handled once."""
+    name = f"orders-{uuid.uuid4().hex[:8]}"
+    async with InMemoryMessageBroker() as broker:
+        for message in order_messages(200, name):
+            await broker.send_message(message)
+        gate = asyncio.Event()
+        running_now = 0
+        peak = 0
+
+        async def waits(event: Any, call: int) -> None:
+            nonlocal running_now, peak
+            running_now += 1
+            peak = max(peak, running_now)
+            try:
+                await gate.wait()
+            finally:
+                running_now -= 1
+
+        recorder = Recorder(waits)
+        consumer = EventConsumer(
+            await broker.subscribe(name, prefetch=100),
+            mediator_for(recorder),
+            OrderPlaced,
+            concurrency=50,
+        )
+        running = asyncio.create_task(consumer.run())
+        await wait_until_async(lambda: recorder.started == 50, "50 handlers waiting")
+        for _ in range(20):  # loop turns in which a 51st would start
+            await asyncio.sleep(0)
+        assert recorder.started == 50
+        gate.set()
+        await wait_until_async(lambda: consumer.stats.acked == 200, "200 acks")
+        await consumer.stop()
+        await running
+    assert peak == 50
+    assert recorder.handled == dict.fromkeys(range(200), 1)

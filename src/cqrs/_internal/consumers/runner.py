@@ -76,6 +76,7 @@ class EventConsumer:
         self._stopping = False
         self._reading = False
         self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._turn_offered = False
         self._reader: asyncio.Task[None] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._intake_over: asyncio.Future[None] | None = None
@@ -172,9 +173,10 @@ class EventConsumer:
         """Read the next delivery when no other worker is reading, else wait for a turn.
 
         Not a fair lock on purpose: a worker that finished its message reads the next one
-        at once when the reader is free, without a round through the event loop; a worker
-        that got a delivery hands the reading to one idle worker, so the buffered messages
-        spread over the pool."""
+        at once when the reader is free, without a round through the event loop. After each
+        read, one idle worker is woken on the next loop turn if nobody is reading by then
+        (the reader went on to a handler that waits), so buffered messages spread over the
+        pool when handlers wait and no worker is woken for nothing when they do not."""
         idle = self._idle
         while self._reading:
             turn = asyncio.get_running_loop().create_future()
@@ -190,6 +192,13 @@ class EventConsumer:
             return await self._next()
         finally:
             self._reading = False
+            if idle and not self._turn_offered:
+                self._turn_offered = True
+                asyncio.get_running_loop().call_soon(self._offer_turn)
+
+    def _offer_turn(self) -> None:
+        self._turn_offered = False
+        if not self._reading:
             self._pass_turn()
 
     def _pass_turn(self) -> None:
