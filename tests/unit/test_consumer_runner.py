@@ -22,6 +22,7 @@ from cqrs.message_brokers import Message
 from cqrs.testing import InMemoryMessageBroker
 from tests.integration.brokers.support import (
     OrderPlaced,
+    Overlap,
     Recorder,
     mediator_for,
     order_event,
@@ -103,18 +104,12 @@ async def test_concurrency_bounds_the_handlers_running_at_once(
 ) -> None:
     name = topic()
     await publish(broker, order_messages(60, name))
-    running_now = 0
-    peak = 0
+    overlap = Overlap()
 
     async def slow(event: Any, call: int) -> None:
-        nonlocal running_now, peak
-        running_now += 1
-        peak = max(peak, running_now)
-        try:
+        with overlap:
             for _ in range(3):
                 await asyncio.sleep(0)
-        finally:
-            running_now -= 1
 
     recorder = Recorder(slow)
     consumer = EventConsumer(
@@ -127,7 +122,7 @@ async def test_concurrency_bounds_the_handlers_running_at_once(
     await wait_until_async(lambda: consumer.stats.acked == 60, "60 acks")
     await consumer.stop()
     await running
-    assert peak == 4
+    assert overlap.peak == 4
     assert recorder.handled == dict.fromkeys(range(60), 1)
 
 

@@ -18,7 +18,13 @@ from pydantic_core import from_json
 from cqrs._internal.brokers.memory import MemoryDelivery, MemorySubscription
 from cqrs.consumers import Backoff, EventConsumer
 from cqrs.testing import InMemoryMessageBroker
-from tests.integration.brokers.support import OrderPlaced, Recorder, mediator_for, order_messages
+from tests.integration.brokers.support import (
+    OrderPlaced,
+    Overlap,
+    Recorder,
+    mediator_for,
+    order_messages,
+)
 from tests.support import wait_until_async
 
 MESSAGES = 30
@@ -45,14 +51,10 @@ async def one_schedule(seed: int) -> None:
         for message in order_messages(MESSAGES, name):
             await broker.send_message(message)
         gate = asyncio.Event()
-        running_now = 0
-        most = 0
+        overlap = Overlap()
 
         async def behaviour(event: Any, call: int) -> None:
-            nonlocal running_now, most
-            running_now += 1
-            most = max(most, running_now)
-            try:
+            with overlap:
                 roll = rng.random()
                 if roll < 0.1:
                     raise RuntimeError("handler failed")
@@ -60,8 +62,6 @@ async def one_schedule(seed: int) -> None:
                     await gate.wait()  # never returns until the grace runs out
                 for _ in range(rng.randrange(4)):
                     await asyncio.sleep(0)
-            finally:
-                running_now -= 1
 
         recorder = Recorder(behaviour)
         subscription = await broker.subscribe(name, prefetch=rng.choice([1, 4, 10]))
@@ -83,7 +83,7 @@ async def one_schedule(seed: int) -> None:
         async with asyncio.timeout(30):  # a hang is the failure this test looks for
             await stopping
             await running
-        assert most <= concurrency
+        assert overlap.peak <= concurrency
         assert asyncio.all_tasks() - tasks_before == set()
         stats = consumer.stats
         handled_first = sum(recorder.handled.values())
@@ -126,17 +126,11 @@ async def test_handlers_that_wait_fill_every_worker_and_no_more() -> None:
         for message in order_messages(200, name):
             await broker.send_message(message)
         gate = asyncio.Event()
-        running_now = 0
-        peak = 0
+        overlap = Overlap()
 
         async def waits(event: Any, call: int) -> None:
-            nonlocal running_now, peak
-            running_now += 1
-            peak = max(peak, running_now)
-            try:
+            with overlap:
                 await gate.wait()
-            finally:
-                running_now -= 1
 
         recorder = Recorder(waits)
         consumer = EventConsumer(
@@ -154,5 +148,5 @@ async def test_handlers_that_wait_fill_every_worker_and_no_more() -> None:
         await wait_until_async(lambda: consumer.stats.acked == 200, "200 acks")
         await consumer.stop()
         await running
-    assert peak == 50
+    assert overlap.peak == 50
     assert recorder.handled == dict.fromkeys(range(200), 1)

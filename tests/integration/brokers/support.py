@@ -36,6 +36,22 @@ def order_messages(count: int, topic: str) -> list[Message]:
 Behaviour = Callable[[cqrs.NotificationEvent[OrderPayload], int], Any]
 
 
+class Overlap:
+    """Counts handlers running at once: a handler's body runs inside ``with overlap:``;
+    :attr:`peak` is the most there were at any moment."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+    def __enter__(self) -> None:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.now -= 1
+
+
 class Recorder(cqrs.EventHandler[cqrs.NotificationEvent[OrderPayload]]):
     """Counts each order it handled to the end; ``behaviour(event, call_number)`` may
     raise or await (a gate) first. ``started`` counts calls, ``finished`` completions."""

@@ -85,6 +85,20 @@ def broker(prefix: str, url: str = REDIS_URL, **options: Any) -> RedisMessageBro
     )
 
 
+class PipelineCounter:
+    """Counts the pipelines ``redis_broker``'s client makes from now on (in :attr:`made`)."""
+
+    def __init__(self, redis_broker: RedisMessageBroker) -> None:
+        self.made = 0
+        make = redis_broker.client.pipeline
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            self.made += 1
+            return make(*args, **kwargs)
+
+        redis_broker.client.pipeline = counting
+
+
 async def next_delivery(subscription: RedisSubscription) -> Any:
     async with asyncio.timeout(PATIENCE):
         return await anext(subscription)
@@ -197,21 +211,13 @@ async def test_maxlen_bounds_each_stream_approximately(prefix: str, client: Any)
 async def test_concurrent_publishes_share_round_trips_in_order(prefix: str, client: Any) -> None:
     messages = order_messages(500, TOPIC)
     async with broker(prefix) as redis_broker:
-        pipelines = 0
-        make_pipeline = redis_broker.client.pipeline
-
-        def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
-            nonlocal pipelines
-            pipelines += 1
-            return make_pipeline(*args, **kwargs)
-
-        redis_broker.client.pipeline = counting_pipeline
+        pipelines = PipelineCounter(redis_broker)
         await asyncio.gather(*(redis_broker.send_message(m) for m in messages))
-        gathered = pipelines
+        gathered = pipelines.made
         for message in messages[:10]:  # one at a time: a plain XADD each, no pipeline
             await redis_broker.send_message(message)
     assert gathered == 1  # 500 XADD in one round trip (a batch holds up to 1000)
-    assert pipelines == 1
+    assert pipelines.made == 1
     ids = [f[b"id"] for _, f in await client.xrange(prefix + TOPIC)]
     assert ids == [str(m.message_id).encode() for m in [*messages, *messages[:10]]]
 
@@ -221,19 +227,11 @@ async def test_send_messages_stores_each_once_in_order_in_one_pipeline(
 ) -> None:
     messages = order_messages(300, TOPIC)
     async with broker(prefix) as redis_broker:
-        pipelines = 0
-        make_pipeline = redis_broker.client.pipeline
-
-        def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
-            nonlocal pipelines
-            pipelines += 1
-            return make_pipeline(*args, **kwargs)
-
-        redis_broker.client.pipeline = counting_pipeline
+        pipelines = PipelineCounter(redis_broker)
         tasks_before = len(asyncio.all_tasks())
         await redis_broker.send_messages(messages)
         assert len(asyncio.all_tasks()) == tasks_before
-    assert pipelines == 1
+    assert pipelines.made == 1
     ids = [f[b"id"] for _, f in await client.xrange(prefix + TOPIC)]
     assert ids == [str(m.message_id).encode() for m in messages]
 
