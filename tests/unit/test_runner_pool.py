@@ -150,3 +150,47 @@ async def test_handlers_that_wait_fill_every_worker_and_no_more() -> None:
         await running
     assert overlap.peak == 50
     assert recorder.handled == dict.fromkeys(range(200), 1)
+
+
+class FailingSubscription(MemorySubscription):
+    """Hands out ``good`` deliveries, then fails as a subscription whose broker refused a
+    read for good (the key is not a stream, the permissions changed)."""
+
+    good = 0
+
+    async def __anext__(self) -> MemoryDelivery:
+        if self.good == 0:
+            raise PermissionError("the broker refused the read")
+        self.good -= 1
+        return await super().__anext__()
+
+
+async def test_a_subscription_that_fails_ends_run_with_its_error_and_no_task_left() -> None:
+    """The workers handling messages when the read fails are cancelled (their messages stay
+    unsettled, back on the queue); ``run`` raises the subscription's error, closes the
+    subscription and leaves no task behind."""
+    name = f"orders-{uuid.uuid4().hex[:8]}"
+    tasks_before = asyncio.all_tasks()
+    async with InMemoryMessageBroker() as broker:
+        for message in order_messages(20, name):
+            await broker.send_message(message)
+        gate = asyncio.Event()
+
+        async def waits(event: Any, call: int) -> None:
+            if event.payload.order_id >= 3:
+                await gate.wait()
+
+        recorder = Recorder(waits)
+        subscription = await broker.subscribe(name, prefetch=10)
+        subscription.__class__ = FailingSubscription
+        assert isinstance(subscription, FailingSubscription)
+        subscription.good = 6
+        consumer = EventConsumer(subscription, mediator_for(recorder), OrderPlaced, concurrency=4)
+        with pytest.raises(PermissionError, match="refused the read"):
+            async with asyncio.timeout(30):
+                await consumer.run()
+        assert subscription.closed
+        assert consumer.stats.acked == 3  # orders 0-2; 3-5 were cut short, unsettled
+        assert recorder.finished_cleanup == 6
+        assert len(broker.queued(name)) == 17
+    assert asyncio.all_tasks() - tasks_before == set()

@@ -130,7 +130,8 @@ class RedisSubscription:
     for logs and tests: :attr:`trimmed` (messages trimmed away by ``maxlen`` before they were
     settled: lost), :attr:`leases_lost` (held messages another consumer took over while this
     one could not renew them), :attr:`groups_recreated` (the group vanished: Redis lost its
-    data) and :attr:`dead_lettered_at_limit` (messages given up at ``delivery_limit``).
+    data), :attr:`dead_lettered_at_limit` (messages given up at ``delivery_limit``) and
+    :attr:`ack_failures` (acks that never reached Redis: those messages come again).
     """
 
     def __init__(
