@@ -67,7 +67,7 @@ CONSUMER_OPTIONS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
 
 def _sizes(settings: Settings) -> tuple[int, int]:
     """(messages per run, runs per variant): smaller for ``--quick``."""
-    return sizes(settings, full=(5_000, 3), quick=(1_000, 1))
+    return sizes(settings, full=(5_000, 3), quick=(1_000, 3))
 
 
 def _tansu_binary() -> Path | None:
