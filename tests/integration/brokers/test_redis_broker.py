@@ -319,7 +319,7 @@ async def test_acks_go_out_in_the_background_and_a_lost_one_comes_again(
     claim_idle = 1.0
     messages = order_messages(3, TOPIC)
     async with TcpProxy(REDIS_PORT) as proxy:
-        settle = 1.0
+        settle = 3.0  # generous: the ack after the outage must get through within it
         options = StreamOptions(prefix=prefix, claim_idle=claim_idle)
         proxied = RedisMessageBroker.from_url(proxy.url(), options=options, confirm_timeout=settle)
         async with proxied, broker(prefix, claim_idle=claim_idle) as direct:
