@@ -194,3 +194,40 @@ async def test_a_subscription_that_fails_ends_run_with_its_error_and_no_task_lef
         assert recorder.finished_cleanup == 6
         assert len(broker.queued(name)) == 17
     assert asyncio.all_tasks() - tasks_before == set()
+
+
+class CountingSubscription(MemorySubscription):
+    """Counts the reads the runner makes."""
+
+    reads = 0
+
+    async def __anext__(self) -> MemoryDelivery:
+        self.reads += 1
+        return await super().__anext__()
+
+
+async def test_a_quiet_subscription_is_read_once_not_polled() -> None:
+    """With nothing to read, one worker waits in the subscription and the rest wait for
+    their turn: no worker spins, whatever the concurrency; the first message after the quiet
+    spell is handled, and the reads are one per message plus the one waiting."""
+    name = f"orders-{uuid.uuid4().hex[:8]}"
+    async with InMemoryMessageBroker() as broker:
+        subscription = await broker.subscribe(name, prefetch=20)
+        subscription.__class__ = CountingSubscription
+        assert isinstance(subscription, CountingSubscription)
+        recorder = Recorder()
+        consumer = EventConsumer(subscription, mediator_for(recorder), OrderPlaced, concurrency=20)
+        running = asyncio.create_task(consumer.run())
+        for _ in range(100):
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.2)
+        assert subscription.reads == 1
+        for message in order_messages(3, name):
+            await broker.send_message(message)
+        await wait_until_async(lambda: consumer.stats.acked == 3, "3 acks")
+        for _ in range(100):
+            await asyncio.sleep(0)
+        assert subscription.reads == 4  # three messages, and the read waiting for a fourth
+        await consumer.stop()
+        await running
+    assert recorder.handled == dict.fromkeys(range(3), 1)
