@@ -24,6 +24,7 @@ from tests.integration.outbox.relay_support import (
     Outbox,
     insert_orders,
     nothing_pending,
+    outage,
     outbox,
     rows_of,
     status_counts,
@@ -110,6 +111,47 @@ async def test_an_outage_gives_up_nothing_and_poison_rows_are_given_up(outbox: O
     await drain(relay, "the requeued rows produced")
     assert {order_of[i] for i in broker.confirmed} == set(range(300))
     assert broker.duplicates == 0
+
+
+@pytest.mark.parametrize("outbox", ["sqlite"], indirect=True)
+async def test_a_broker_outage_is_retried_at_a_growing_pause_not_a_poll(outbox: Outbox) -> None:
+    """A broker that refuses everything for 3 s: the relay tries the batch again after a
+    pause doubling from 0.1 s (jittered), not every ``poll_interval`` (0.02 s, which would
+    make about 150 tries); every try puts the rows back without counting an attempt."""
+    await insert_orders(outbox.engine, outbox.model, 50, unique_name("orders"))
+    broker = CountingBroker(fail=outage)
+    relay = OutboxRelay(outbox.engine, broker, model=outbox.model, **FAST)
+    async with relay:
+        await asyncio.sleep(3.0)
+    tries = broker.calls / 50
+    assert tries == int(tries)  # whole batches
+    # Pauses of 0.05-0.1, 0.1-0.2, 0.2-0.4, 0.4-0.8, 0.8-1.6, 1.6-3.2 s: at most 7 tries fit
+    # in 3 s (a loaded machine only makes fewer).
+    assert 2 <= tries <= 8, tries
+    assert relay.totals.deferred == broker.calls
+    assert (relay.totals.retried, relay.totals.given_up) == (0, 0)
+    rows = await rows_of(outbox.engine, outbox.model)
+    assert {(row.event_status, row.flush_counter) for row in rows} == {(EventStatus.NEW, 0)}
+
+
+@pytest.mark.parametrize("outbox", ["sqlite"], indirect=True)
+async def test_an_idle_relay_polls_at_its_interval(outbox: Outbox) -> None:
+    """An empty table is claimed once per ``poll_interval``, not in a loop."""
+    broker = CountingBroker()
+    relay = OutboxRelay(outbox.engine, broker, model=outbox.model, poll_interval=0.1)
+    claims = 0
+    claim = relay._claim  # pyright: ignore[reportPrivateUsage]
+
+    async def counting() -> Any:
+        nonlocal claims
+        claims += 1
+        return await claim()
+
+    relay._claim = counting  # type: ignore[method-assign]
+    async with relay:
+        await asyncio.sleep(1.0)
+    assert 2 <= claims <= 1.0 / 0.1 + 2, claims
+    assert broker.calls == 0
 
 
 @pytest.mark.parametrize("outbox", DATABASES[1:], indirect=True)
