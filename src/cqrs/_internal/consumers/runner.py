@@ -170,7 +170,8 @@ class EventConsumer:
                 logger.exception("Handling a delivery failed unexpectedly; it is not settled.")
 
     async def _take(self) -> Delivery | None:
-        """Read the next delivery when no other worker is reading, else wait for a turn.
+        """Read the next delivery when no other worker is reading, else wait for a turn;
+        ``None`` when stopping or the subscription ended.
 
         Not a fair lock on purpose: a worker that finished its message reads the next one
         at once when the reader is free, without a round through the event loop. After each
@@ -189,8 +190,20 @@ class EventConsumer:
                 raise
         self._reading = True
         try:
-            return await self._next()
+            over = self._intake_over
+            if self._stopping or over is None or over.done():
+                return None  # the turn still goes on, to end the next idle worker
+            self._reader = asyncio.current_task()
+            return await anext(self._subscription)
+        except StopAsyncIteration:
+            return None
+        except asyncio.CancelledError as exc:
+            if _is_stop(exc):
+                _uncancel()
+                return None
+            raise
         finally:
+            self._reader = None
             self._reading = False
             if idle and not self._turn_offered:
                 self._turn_offered = True
@@ -208,23 +221,6 @@ class EventConsumer:
             if not turn.done():
                 turn.set_result(None)
                 return
-
-    async def _next(self) -> Delivery | None:
-        """The next delivery, or ``None`` when stopping or the subscription ended."""
-        if self._stopping or self._intake_over is None or self._intake_over.done():
-            return None
-        self._reader = asyncio.current_task()
-        try:
-            return await anext(self._subscription)
-        except StopAsyncIteration:
-            return None
-        except asyncio.CancelledError as exc:
-            if _is_stop(exc):
-                _uncancel()
-                return None
-            raise
-        finally:
-            self._reader = None
 
     def _end_intake(self, error: BaseException | None) -> None:
         over = self._intake_over

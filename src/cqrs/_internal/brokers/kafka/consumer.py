@@ -388,10 +388,10 @@ class KafkaSubscription:
         except BaseException:
             self._hand_out_again(delivery)
             raise
-        await self._finish(delivery)
+        self._finish(delivery)
 
-    async def _finish(self, delivery: KafkaDelivery) -> None:
-        """Mark the record done and wake the committer."""
+    def _finish(self, delivery: KafkaDelivery) -> None:
+        """Mark the record done and wake the committer (no I/O: the committer commits)."""
         ledger = delivery.ledger
         if not ledger.active:
             self._released(delivery)
@@ -650,7 +650,7 @@ class KafkaDelivery:
         that dies first leaves it to be delivered again). Raises ``PartitionRevokedError``
         after a rebalance took the partition away."""
         self._claim("ack")
-        await self._subscription._finish(self)  # pyright: ignore[reportPrivateUsage]
+        self._subscription._finish(self)  # pyright: ignore[reportPrivateUsage]
 
     async def nack(self, requeue: bool = True) -> None:
         """Deliver again: a copy with attempt + 1 on the group's retry topic, then the
