@@ -1,9 +1,14 @@
-"""The runner's worker pool under random schedules: stop at any moment, handlers that yield,
-fail or block, subscriptions that make the reader wait. For each of 200 seeds, counted at the
-end: ``run`` returned, no task is left, never more than ``concurrency`` handlers ran at once,
-and every message was acked exactly once, dead-lettered, or is back on the queue (none lost,
-none acked twice). A second consumer then drains the queue: every order is handled, and
-only those handled but not acked before the stop are handled twice."""
+"""The runner's worker pool, counted at the end of each test.
+
+* **Random schedules** (200 seeds): stop at any moment, handlers that yield, fail or block,
+  a reader made to wait. ``run`` returns, no task is left, never more than ``concurrency``
+  handlers run at once, and every message is acked exactly once, dead-lettered, or back on
+  the queue (none lost, none acked twice). A second consumer then drains the queue: every
+  order is handled, and only those handled but not acked before the stop are handled twice.
+* Handlers that wait fill every worker and no more.
+* A subscription that fails mid-way ends ``run`` with its error, leaving no task.
+* A quiet subscription is read once, not polled, whatever the concurrency.
+"""
 
 from __future__ import annotations
 
