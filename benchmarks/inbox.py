@@ -135,7 +135,7 @@ async def _database_rows(label: str, url: str, settings: Settings) -> list[Row]:
     )
     from cqrs.testing import StaticContainer
 
-    count, runs = sizes(settings, full=(500, 5), quick=(150, 1))
+    count, runs = sizes(settings, full=(500, 5), quick=(150, 3))
     types = EventTypes()
     suffix = uuid.uuid4().hex[:10]
 
