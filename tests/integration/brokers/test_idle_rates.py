@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -40,10 +40,9 @@ def count_calls(owner: Any, name: str) -> Callable[[], int]:
     return lambda: calls
 
 
-@pytest.mark.redis
-async def test_a_quiet_redis_subscription_blocks_on_the_server() -> None:
-    from cqrs._internal.brokers.redis.consumer import block_seconds
-    from cqrs.message_brokers.redis import RedisMessageBroker, StreamOptions
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of this test alone (its keys deleted afterwards); skips without Redis."""
     from tests.integration.brokers.redis_broker_support import (
         NEEDS_REDIS,
         REDIS_URL,
@@ -55,51 +54,44 @@ async def test_a_quiet_redis_subscription_blocks_on_the_server() -> None:
     if not redis_reachable():
         pytest.skip(NEEDS_REDIS)
     prefix = unique_prefix()
-    options = StreamOptions(prefix=prefix, claim_idle=3.0)
-    try:
-        async with RedisMessageBroker.from_url(REDIS_URL, options=options) as broker:
-            reads = count_calls(broker.client, "xreadgroup")
-            subscription = await broker.subscribe("quiet")
-            await asyncio.sleep(QUIET)
-            counted = reads()
-            await subscription.close()
-    finally:
-        await delete_keys(REDIS_URL, prefix)
+    yield prefix
+    await delete_keys(REDIS_URL, prefix)
+
+
+@pytest.mark.redis
+async def test_a_quiet_redis_subscription_blocks_on_the_server(redis_prefix: str) -> None:
+    from cqrs._internal.brokers.redis.consumer import block_seconds
+    from cqrs.message_brokers.redis import RedisMessageBroker, StreamOptions
+    from tests.integration.brokers.redis_broker_support import REDIS_URL
+
+    options = StreamOptions(prefix=redis_prefix, claim_idle=3.0)
+    async with RedisMessageBroker.from_url(REDIS_URL, options=options) as broker:
+        reads = count_calls(broker.client, "xreadgroup")
+        subscription = await broker.subscribe("quiet")
+        await asyncio.sleep(QUIET)
+        counted = reads()
+        await subscription.close()
     block = block_seconds(options)  # 1 s: claim_idle / 3
     assert 1 <= counted <= QUIET / block + 2, counted
 
 
 @pytest.mark.redis
-async def test_a_redis_subscription_backs_off_while_the_server_refuses() -> None:
+async def test_a_redis_subscription_backs_off_while_the_server_refuses(redis_prefix: str) -> None:
     from cqrs.message_brokers.redis import RedisMessageBroker, StreamOptions
-    from tests.integration.brokers.redis_broker_support import (
-        NEEDS_REDIS,
-        REDIS_PORT,
-        REDIS_URL,
-        delete_keys,
-        redis_reachable,
-        unique_prefix,
-    )
+    from tests.integration.brokers.redis_broker_support import REDIS_PORT
     from tests.tcp_proxy import TcpProxy
 
-    if not redis_reachable():
-        pytest.skip(NEEDS_REDIS)
-    prefix = unique_prefix()
-    options = StreamOptions(prefix=prefix)
-    try:
-        async with TcpProxy(REDIS_PORT) as proxy:
-            broker = RedisMessageBroker.from_url(proxy.url(), options=options)
-            async with broker:
-                subscription = await broker.subscribe("refused")
-                reads = count_calls(broker.client, "xreadgroup")
-                claims = count_calls(subscription, "_claim")
-                proxy.refuse()
-                await asyncio.sleep(QUIET)
-                attempts = reads() + claims()
-                proxy.accept()
-                await subscription.close()
-    finally:
-        await delete_keys(REDIS_URL, prefix)
+    async with TcpProxy(REDIS_PORT) as proxy:
+        options = StreamOptions(prefix=redis_prefix)
+        async with RedisMessageBroker.from_url(proxy.url(), options=options) as broker:
+            subscription = await broker.subscribe("refused")
+            reads = count_calls(broker.client, "xreadgroup")
+            claims = count_calls(subscription, "_claim")
+            proxy.refuse()
+            await asyncio.sleep(QUIET)
+            attempts = reads() + claims()
+            proxy.accept()
+            await subscription.close()
     # Backoff doubles from 0.05 s up to 2 s: 0.05 + 0.1 + ... reaches 4 s in about 7 tries
     # (jitter makes each wait half to all of it, so a few more). A loop would make
     # thousands.
