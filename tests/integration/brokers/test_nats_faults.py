@@ -62,10 +62,14 @@ async def test_a_nats_server_restart_mid_way_loses_no_event(
     crash: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The server stops (cleanly, or killed) and starts again once a third of the events
-    were handled; every event is handled, duplicates are counted. After a clean stop the
-    work queue ends empty. A killed nats-server 2.9 forgets some acks (those messages come
-    again: duplicates) and some removals of acked messages (they stay in the stream, never
-    delivered again: counted as stale, not lost)."""
+    were handled; every event is handled, duplicates are counted, and at the end the
+    consumer has nothing pending and no ack outstanding: JetStream holds every message as
+    acked. nats-server 2.9 forgets some acks across a restart (those messages come again:
+    duplicates) and, after a kill, some removals of acked messages from the work queue
+    (they stay in the stream, never delivered again: counted as stale, not lost). Once in
+    CI a clean stop left such messages too: every event handled and acked, nothing
+    delivered again for 3 minutes, the stream never empty; so the stream's count is
+    reported, and what is asserted is the consumer's state."""
     pytest.importorskip("nats", reason="the nats extra (nats-py) is not installed")
     name = topic()
     messages = order_messages(EVENTS, name)
@@ -88,8 +92,9 @@ async def test_a_nats_server_restart_mid_way_loses_no_event(
                 await asyncio.gather(*(publisher.send_message(m) for m in window))
 
         async with publisher, consumer_side:
+            subscription = await consumer_side.subscribe(name, prefetch=50)
             consumer = EventConsumer(
-                await consumer_side.subscribe(name, prefetch=50),
+                subscription,
                 mediator_for(recorder),
                 OrderPlaced,
                 backoff=Backoff(initial=0.05),
@@ -109,8 +114,8 @@ async def test_a_nats_server_restart_mid_way_loses_no_event(
                 async def all_handled_and_acked() -> bool:
                     if len(recorder.handled) < EVENTS:
                         return False
-                    left = (await js.stream_info(options.name)).state.messages
-                    return crash or left == 0
+                    info = await js.consumer_info(options.name, subscription.durable)
+                    return info.num_pending == 0 and info.num_ack_pending == 0
 
                 await wait_until_async(
                     all_handled_and_acked,
@@ -124,7 +129,7 @@ async def test_a_nats_server_restart_mid_way_loses_no_event(
                 await asyncio.gather(consuming, publishing, return_exceptions=True)
             stale = (await js.stream_info(options.name)).state.messages
     assert server.restarts == 1
-    assert set(recorder.handled) == set(range(EVENTS))  # zero lost, and the queue is empty
+    assert set(recorder.handled) == set(range(EVENTS))  # zero lost
     duplicates = sum(recorder.handled.values()) - EVENTS
     with capsys.disabled():
         print(
@@ -134,7 +139,6 @@ async def test_a_nats_server_restart_mid_way_loses_no_event(
             f"{consumer.stats.settle_failures} settlements refused by the dead connection, "
             f"{stale} acked messages left in the stream by the server"
         )
-    assert crash or stale == 0
     assert consumer.stats.dead_lettered == 0
 
 
@@ -298,8 +302,9 @@ async def test_connections_cut_mid_way_lose_no_event(
                 await asyncio.gather(*(publisher.send_message(m) for m in window))
 
         async with publisher, consumer_side:
+            subscription = await consumer_side.subscribe(name, prefetch=50)
             consumer = EventConsumer(
-                await consumer_side.subscribe(name, prefetch=50),
+                subscription,
                 mediator_for(recorder),
                 OrderPlaced,
             )
