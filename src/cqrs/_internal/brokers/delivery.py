@@ -82,7 +82,9 @@ class Delivery(Protocol):
 
     async def ack(self) -> None:
         """Settle as done. Raises :class:`DeliverySettledError` when already settled, and
-        :class:`DeliveryLostError` (RabbitMQ) when the message's channel is gone."""
+        :class:`DeliveryLostError` when the message's channel or connection is gone
+        (RabbitMQ, NATS; Redis acks in the background and reports a lost ack from its
+        subscription's ``commit()``)."""
         ...
 
     async def nack(self, requeue: bool = True) -> None:

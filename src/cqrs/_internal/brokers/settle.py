@@ -2,14 +2,15 @@
 
 Every broker's ``Delivery`` may be settled once (``ack``, ``nack`` or ``dead_letter``) and
 only while its subscription is open; these build the ``DeliverySettledError`` each raises
-otherwise, with the same words on every broker.
+otherwise, and the ``DeliveryLostError`` of a settlement whose connection is gone, with the
+same words on every broker.
 """
 
 from __future__ import annotations
 
-from cqrs._internal.brokers.delivery import DeliverySettledError
+from cqrs._internal.brokers.delivery import DeliveryLostError, DeliverySettledError
 
-__all__ = ["already_settled", "claim", "subscription_closed"]
+__all__ = ["already_settled", "claim", "settlement_lost", "subscription_closed"]
 
 
 def already_settled(action: str) -> DeliverySettledError:
@@ -37,3 +38,15 @@ def claim(action: str, *, settled: bool, closed: bool) -> None:
         raise already_settled(action)
     if closed:
         raise subscription_closed(action)
+
+
+def settlement_lost(
+    action: str, message_id: object, gone: str, exc: BaseException, again: str
+) -> DeliveryLostError:
+    """The error of ``action`` on message ``message_id`` when ``gone`` (what the message
+    came on: "the channel it came on", "the connection to NATS") is gone, ``exc`` being the
+    client's error; ``again`` says how the broker delivers the message again."""
+    return DeliveryLostError(
+        f"Could not {action} message {message_id}: {gone} is gone "
+        f"({type(exc).__name__}: {exc}); {again}."
+    )

@@ -28,13 +28,12 @@ from cqrs._internal.brokers.amqp.topology import DEAD_LETTER_EXCHANGE, QueueOpti
 from cqrs._internal.brokers.delivery import (
     DEAD_LETTER_REASON_HEADER,
     ORIGINAL_TOPIC_HEADER,
-    DeliveryLostError,
     dead_letter_topic,
 )
 from cqrs._internal.brokers.lifecycle import BrokerStateError
 from cqrs._internal.brokers.message import received_message
 from cqrs._internal.brokers.protocol import Message
-from cqrs._internal.brokers.settle import claim
+from cqrs._internal.brokers.settle import claim, settlement_lost
 
 with require("aio-pika", extra="rabbit", feature="cqrs.adapters.amqp"):
     import aio_pika
@@ -315,7 +314,7 @@ class AMQPDelivery:
 @contextlib.asynccontextmanager
 async def _settling(action: str, raw: AbstractIncomingMessage) -> AsyncGenerator[None]:
     """Turn the client's errors for a channel or connection that is gone into
-    :class:`DeliveryLostError`; other errors pass unchanged."""
+    ``DeliveryLostError``; other errors pass unchanged."""
     try:
         yield
     except (
@@ -323,9 +322,12 @@ async def _settling(action: str, raw: AbstractIncomingMessage) -> AsyncGenerator
         aio_pika.exceptions.ChannelInvalidStateError,
         ConnectionError,
     ) as exc:
-        raise DeliveryLostError(
-            f"could not {action} message {raw.message_id or raw.delivery_tag}: the channel it "
-            f"came on is gone ({type(exc).__name__}: {exc}); RabbitMQ delivers it again"
+        raise settlement_lost(
+            action,
+            raw.message_id or raw.delivery_tag,
+            "the channel it came on",
+            exc,
+            "RabbitMQ delivers it again",
         ) from exc
 
 

@@ -39,7 +39,7 @@ from cqrs._internal.brokers.delivery import DeliveryLostError, dead_letter_topic
 from cqrs._internal.brokers.nats.topology import Topology
 from cqrs._internal.brokers.nats.wire import dead_letter_headers, received
 from cqrs._internal.brokers.protocol import Message
-from cqrs._internal.brokers.settle import claim
+from cqrs._internal.brokers.settle import claim, settlement_lost
 
 with require("nats-py", extra="nats", feature="cqrs.message_brokers.nats"):
     from nats.aio.client import Client
@@ -467,10 +467,12 @@ class NatsDelivery:
             self._subscription.settled(self)
 
     def _lost(self, action: str, exc: BaseException) -> DeliveryLostError:
-        return DeliveryLostError(
-            f"Could not {action} message {self.message.message_id}: the connection to NATS "
-            f"is gone ({type(exc).__name__}: {exc}); JetStream delivers it again after "
-            "ack_wait."
+        return settlement_lost(
+            action,
+            self.message.message_id,
+            "the connection to NATS",
+            exc,
+            "JetStream delivers it again after ack_wait",
         )
 
     async def dead_letter(self, reason: str) -> None:
