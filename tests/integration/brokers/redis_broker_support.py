@@ -11,12 +11,15 @@ deliveries until it is killed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis.asyncio
 
 from tests.support import listening
@@ -34,6 +37,19 @@ def redis_reachable() -> bool:
 def unique_prefix() -> str:
     """A key prefix of one test alone (its keys are deleted afterwards)."""
     return f"cqrs-test-{uuid.uuid4().hex[:10]}:"
+
+
+@contextlib.asynccontextmanager
+async def own_prefix() -> AsyncIterator[str]:
+    """A key prefix of one test alone, its keys deleted on exit; skips the test when no
+    Redis is reachable on 127.0.0.1:6379."""
+    if not redis_reachable():
+        pytest.skip(NEEDS_REDIS)
+    prefix = unique_prefix()
+    try:
+        yield prefix
+    finally:
+        await delete_keys(REDIS_URL, prefix)
 
 
 async def delete_keys(url: str, prefix: str) -> None:

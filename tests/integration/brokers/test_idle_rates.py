@@ -43,19 +43,10 @@ def count_calls(owner: Any, name: str) -> Callable[[], int]:
 @pytest.fixture
 async def redis_prefix() -> AsyncIterator[str]:
     """A key prefix of this test alone (its keys deleted afterwards); skips without Redis."""
-    from tests.integration.brokers.redis_broker_support import (
-        NEEDS_REDIS,
-        REDIS_URL,
-        delete_keys,
-        redis_reachable,
-        unique_prefix,
-    )
+    from tests.integration.brokers.redis_broker_support import own_prefix
 
-    if not redis_reachable():
-        pytest.skip(NEEDS_REDIS)
-    prefix = unique_prefix()
-    yield prefix
-    await delete_keys(REDIS_URL, prefix)
+    async with own_prefix() as prefix:
+        yield prefix
 
 
 @pytest.mark.redis

@@ -37,9 +37,8 @@ from tests.integration.brokers.redis_broker_support import (
     NEEDS_REDIS,
     REDIS_PORT,
     REDIS_URL,
-    delete_keys,
+    own_prefix,
     redis_reachable,
-    unique_prefix,
 )
 from tests.integration.brokers.support import (
     OrderPlaced,
@@ -64,11 +63,10 @@ def redis_up() -> None:
 
 
 @pytest.fixture
-async def prefix(redis_up: None) -> AsyncIterator[str]:
+async def prefix() -> AsyncIterator[str]:
     """A key prefix of this test alone; its keys are deleted afterwards."""
-    unique = unique_prefix()
-    yield unique
-    await delete_keys(REDIS_URL, unique)
+    async with own_prefix() as unique:
+        yield unique
 
 
 @pytest.fixture

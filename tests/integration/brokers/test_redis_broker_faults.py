@@ -26,13 +26,10 @@ import redis.exceptions
 from cqrs.consumers import Backoff, EventConsumer
 from cqrs.message_brokers.redis import RedisDelivery, RedisMessageBroker, StreamOptions
 from tests.integration.brokers.redis_broker_support import (
-    NEEDS_REDIS,
     REDIS_PORT,
     REDIS_URL,
     consumer_process,
-    delete_keys,
-    redis_reachable,
-    unique_prefix,
+    own_prefix,
 )
 from tests.integration.brokers.support import OrderPlaced, Recorder, mediator_for, order_messages
 from tests.support import (
@@ -53,16 +50,9 @@ TOPIC = "orders"
 
 
 @pytest.fixture
-def redis_up() -> None:
-    if not redis_reachable():
-        pytest.skip(NEEDS_REDIS)
-
-
-@pytest.fixture
-async def prefix(redis_up: None) -> AsyncIterator[str]:
-    unique = unique_prefix()
-    yield unique
-    await delete_keys(REDIS_URL, unique)
+async def prefix() -> AsyncIterator[str]:
+    async with own_prefix() as unique:
+        yield unique
 
 
 @pytest.fixture

@@ -188,33 +188,20 @@ async def test_redis_cut_mid_relay_loses_nothing(
     outbox: Outbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from cqrs.message_brokers.redis import RedisMessageBroker, StreamOptions
-    from tests.integration.brokers.redis_broker_support import (
-        NEEDS_REDIS,
-        REDIS_PORT,
-        REDIS_URL,
-        delete_keys,
-        redis_reachable,
-        unique_prefix,
-    )
+    from tests.integration.brokers.redis_broker_support import REDIS_PORT, REDIS_URL, own_prefix
 
-    if not redis_reachable():
-        pytest.skip(NEEDS_REDIS)
-    prefix = unique_prefix()
-    options = StreamOptions(prefix=prefix)
     topic = unique_name("orders")
-    try:
-        async with TcpProxy(REDIS_PORT) as proxy:
-            publisher = RedisMessageBroker.from_url(
-                proxy.url("redis", "/0"), options=options, confirm_timeout=CONFIRM
+    async with own_prefix() as prefix, TcpProxy(REDIS_PORT) as proxy:
+        options = StreamOptions(prefix=prefix)
+        publisher = RedisMessageBroker.from_url(
+            proxy.url("redis", "/0"), options=options, confirm_timeout=CONFIRM
+        )
+        consumer_side = RedisMessageBroker.from_url(REDIS_URL, options=options)
+        async with publisher, consumer_side:
+            subscription = await consumer_side.subscribe(topic, prefetch=200)
+            await relay_through_a_cut(
+                outbox, publisher, subscription, proxy, topic, "Redis", capsys
             )
-            consumer_side = RedisMessageBroker.from_url(REDIS_URL, options=options)
-            async with publisher, consumer_side:
-                subscription = await consumer_side.subscribe(topic, prefetch=200)
-                await relay_through_a_cut(
-                    outbox, publisher, subscription, proxy, topic, "Redis", capsys
-                )
-    finally:
-        await delete_keys(REDIS_URL, prefix)
 
 
 @pytest.mark.kafka
