@@ -249,3 +249,18 @@ async def kill_mid_batch(
 async def nothing_pending(relay: Any) -> bool:
     """Whether ``relay``'s table has no row waiting to be published (a wait condition)."""
     return bool((await relay.lag()).pending == 0)
+
+
+async def consume(subscription: Any, seen: collections.Counter[uuid.UUID]) -> int:
+    """Count and ack every delivery of ``subscription`` until it is closed; return how many
+    acks failed because the server went away under them (those messages come again)."""
+    from cqrs.errors import DeliveryLostError
+
+    failed_acks = 0
+    async for delivery in subscription:
+        seen[delivery.message.message_id] += 1
+        try:
+            await delivery.ack()
+        except DeliveryLostError:
+            failed_acks += 1
+    return failed_acks

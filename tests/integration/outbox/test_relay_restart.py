@@ -9,7 +9,6 @@ import asyncio
 import collections
 import contextlib
 import uuid
-from typing import Any
 
 import pytest
 
@@ -18,6 +17,7 @@ from tests.integration.brokers.conftest import QueueJanitor, janitor, rabbit_up
 from tests.integration.brokers.test_rabbitmq_faults import rabbitmqctl_available, restart_rabbitmq
 from tests.integration.outbox.relay_support import (
     Outbox,
+    consume,
     insert_orders,
     nothing_pending,
     outbox,
@@ -30,21 +30,6 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(LONG_TEST_TIMEOUT)]
 __all__ = ["janitor", "outbox", "rabbit_up", "rabbitmqctl_available"]  # fixtures for pytest
 
 EVENTS = 10_000
-
-
-async def consume(subscription: Any, seen: collections.Counter[uuid.UUID]) -> int:
-    """Count and ack every delivery of ``subscription`` until it is closed; return how many
-    acks failed because the server went away under them (those messages come again)."""
-    from cqrs.errors import DeliveryLostError
-
-    failed_acks = 0
-    async for delivery in subscription:
-        seen[delivery.message.message_id] += 1
-        try:
-            await delivery.ack()
-        except DeliveryLostError:
-            failed_acks += 1
-    return failed_acks
 
 
 @pytest.mark.parametrize("outbox", ["sqlite"], indirect=True)
